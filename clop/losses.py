@@ -1,13 +1,482 @@
 """Contrastive losses, the CLOP term of Eq. (4) and L_class of Eq. (3).
 
-(Helper H1 owns this file; l_class and info_nce were written first so that theory/ and
-simulations/ can import them.)
+Layout follows PyTorch's functional/module split: the pure functions hold the maths
+(:func:`info_nce`, :func:`dcl`, :func:`supcon`, :func:`barlow_twins`, :func:`vicreg`,
+:func:`clop_term`, :func:`l_class`); thin :class:`torch.nn.Module` wrappers hold the settings
+(:class:`InfoNCELoss`, :class:`DCLLoss`, :class:`SupConLoss`, :class:`BarlowTwinsLoss`,
+:class:`VICRegLoss`) and state (:class:`CLOPLoss` keeps its prototypes as a registered buffer).
+:class:`CLOPObjective` adds the CLOP term to any of the contrastive modules, as in Eq. (4).
+
+Shapes: ``z1, z2: (N, D)`` are the embeddings of the two augmented views of the same N samples
+(row i of ``z1`` and row i of ``z2`` come from sample i); unnormalised embeddings are allowed.
+Every loss returns a 0-dim tensor. ``labels: (N,)`` integer class indices, ``-1`` = unlabeled.
+
+Paper of the suite: "Preventing collapse in contrastive learning with orthonormal prototypes"
+(CLOP), ../shared/papers/001_a0916c72eb7a88d5.txt.
+
+Conventions shared by the contrastive losses (InfoNCE, DCL, SupCon), following SimCLR's
+2N-view form (Chen et al. 2020): the 2N embeddings u = normalize(cat(z1, z2)) are L2-normalised,
+every one of the 2N rows is an anchor, the partner of anchor i is p(i) = (i + N) mod 2N, and the
+loss is the MEAN over the 2N anchors. The CLOP paper writes Eq. (1) as a sum over anchors; the
+mean differs by the constant factor 2N only.
+
+Deviations of the reference implementation in the ``lightly`` library, checked against
+lightly 1.6.0 in tests/test_losses.py (optional tests; lightly is not a dependency):
+
+* NT-Xent, DCL: same formula, same reduction, same defaults (0.5, 0.1).
+* Barlow Twins: lightly standardises with ``F.batch_norm`` (biased variance, eps = 1e-5), as our
+  default does; same lambda = 5e-3.
+* VICReg: lightly (like the authors' code) uses 0.5 * (v(Z) + v(Z')) for the variance term, the
+  paper's Eq. (6) uses v(Z) + v(Z'); we follow the paper, so ours with ``var_weight=12.5`` equals
+  lightly's ``mu_param=25``.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "info_nce",
+    "dcl",
+    "supcon",
+    "barlow_twins",
+    "vicreg",
+    "clop_term",
+    "l_class",
+    "InfoNCELoss",
+    "DCLLoss",
+    "SupConLoss",
+    "BarlowTwinsLoss",
+    "VICRegLoss",
+    "CLOPLoss",
+    "CLOPObjective",
+    "LOSSES",
+    "make_loss",
+    "SIMILARITIES",
+    "REDUCTIONS",
+    "PROTOTYPE_KINDS",
+]
+
+SIMILARITIES = ("cosine", "euclidean", "manhattan")
+REDUCTIONS = ("sum", "mean")
+PROTOTYPE_KINDS = ("orthonormal", "simplex_etf")
+_PROTOTYPE_ALIASES = {"orthonormal": "orthonormal", "simplex_etf": "simplex_etf", "etf": "simplex_etf"}
+
+
+# --------------------------------------------------------------------------------------------
+# Input validation (scikit-learn style: name the argument, the value received, what is accepted)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_embeddings(name: str, z: object, *, min_batch: int = 1) -> torch.Tensor:
+    if not isinstance(z, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape (N, D); got {type(z).__name__}")
+    if z.dim() != 2:
+        raise ValueError(f"{name} must have shape (N, D); got shape {tuple(z.shape)}")
+    if not z.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor; got dtype {z.dtype}")
+    n, d = z.shape
+    if n == 0:
+        raise ValueError(f"{name} is an empty batch (N=0); shape {tuple(z.shape)}")
+    if d == 0:
+        raise ValueError(f"{name} has no embedding dimensions (D=0); shape {tuple(z.shape)}")
+    if n < min_batch:
+        raise ValueError(
+            f"{name} has N={n} sample(s); this loss needs N >= {min_batch} "
+            "(other samples serve as negatives or batch statistics)"
+        )
+    return z
+
+
+def _check_pair(z1: object, z2: object, *, min_batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    z1 = _check_embeddings("z1", z1)
+    z2 = _check_embeddings("z2", z2)
+    if z1.shape != z2.shape:
+        raise ValueError(f"z1 and z2 must have the same shape (N, D); got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    if z1.dtype != z2.dtype or z1.device != z2.device:
+        raise ValueError(
+            f"z1 and z2 must share dtype and device; got {z1.dtype}/{z1.device} and {z2.dtype}/{z2.device}"
+        )
+    _check_embeddings("z1", z1, min_batch=min_batch)
+    return z1, z2
+
+
+def _check_positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    return float(value)
+
+
+def _check_nonnegative(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return float(value)
+
+
+def _check_labels(
+    labels: object, n: int, device: torch.device, name: str = "labels", num_classes: int | None = None
+) -> torch.Tensor:
+    """Validate (N,) integer labels in {-1, ..., num_classes - 1}; returns them as long on ``device``."""
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{name} must be an integer torch.Tensor of shape ({n},); got {type(labels).__name__}")
+    if labels.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match the batch; got shape {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must have an integer dtype (class index, -1 = unlabeled); got {labels.dtype}")
+    labels = labels.to(device=device, dtype=torch.long)
+    if n > 0:
+        lo, hi = torch.stack(torch.aminmax(labels)).tolist()  # one device sync
+        if lo < -1:
+            raise ValueError(f"{name} must be >= -1 (-1 = unlabeled); got minimum {lo}")
+        if num_classes is not None and hi >= num_classes:
+            raise ValueError(f"{name} must be < k={num_classes} (the number of prototypes); got maximum {hi}")
+    return labels
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; expected one of {list(choices)}")
+    return value.lower()
+
+
+# --------------------------------------------------------------------------------------------
+# Shared two-view machinery (SimCLR's 2N-view form)
+# --------------------------------------------------------------------------------------------
+
+
+def _two_view_logits(z1: torch.Tensor, z2: torch.Tensor, temperature: float):
+    """Cosine logits of the 2N views: returns (logits (2N, 2N), partner (2N,), self-mask (2N, 2N))."""
+    u = F.normalize(torch.cat([z1, z2], dim=0), dim=1)
+    logits = (u @ u.T) / temperature
+    two_n = logits.shape[0]
+    idx = torch.arange(two_n, device=logits.device)
+    partner = (idx + two_n // 2) % two_n
+    self_mask = torch.eye(two_n, dtype=torch.bool, device=logits.device)
+    return logits, partner, self_mask
+
+
+# --------------------------------------------------------------------------------------------
+# InfoNCE / NT-Xent (Chen et al. 2020, SimCLR)
+# --------------------------------------------------------------------------------------------
+
+
+def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """NT-Xent loss of SimCLR in its 2N-view form; Eq. (1) of the CLOP paper up to the mean.
+
+    Chen, Kornblith, Norouzi & Hinton (2020), "A Simple Framework for Contrastive Learning of
+    Visual Representations", ICML, Sec. 2.1 (NT-Xent). With u = normalize(cat(z1, z2)) (2N rows),
+    s_ia = u_i . u_a / tau and p(i) = (i + N) mod 2N the other view of anchor i:
+
+        L = 1/(2N) sum_{i=1}^{2N} [ -s_{i p(i)} + log sum_{a != i} exp(s_ia) ]
+
+    The denominator runs over all 2N - 1 other views (the positive included).
+
+    Default tau = 0.5: the temperature of SimCLR's CIFAR-10 experiments (Chen et al. 2020,
+    Appendix B.9; the authors' CIFAR-10 command uses ``--temperature=0.5``); their ImageNet runs
+    use a smaller one (tau = 0.1; Table 5 compares temperatures). 0.5 is also lightly's default.
+
+    Args:
+        z1, z2: (N, D) two views, N >= 2, unnormalised allowed.
+        temperature: tau > 0.
+
+    Returns:
+        0-dim tensor.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> z = torch.randn(8, 16, generator=g)
+    >>> info_nce(z, z).shape
+    torch.Size([])
+    >>> bool(info_nce(z, z) < info_nce(z, torch.randn(8, 16, generator=g)))  # aligned views: lower loss
+    True
+    """
+    z1, z2 = _check_pair(z1, z2)
+    t = _check_positive("temperature", temperature)
+    logits, partner, self_mask = _two_view_logits(z1, z2, t)
+    lse = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1)
+    positive = logits.gather(1, partner[:, None]).squeeze(1)
+    return (lse - positive).mean()
+
+
+# --------------------------------------------------------------------------------------------
+# Decoupled Contrastive Learning (Yeh et al. 2022)
+# --------------------------------------------------------------------------------------------
+
+
+def dcl(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Decoupled contrastive loss: NT-Xent with the positive removed from the denominator.
+
+    Yeh, Hong, Hsu, Liu, Chen & LeCun (2022), "Decoupled Contrastive Learning", ECCV, Eq. (6)
+    without the weighting function (w = 1). With u, s and p(i) as in :func:`info_nce`:
+
+        L = 1/(2N) sum_{i=1}^{2N} [ -s_{i p(i)} + log sum_{a not in {i, p(i)}} exp(s_ia) ]
+
+    Unlike NT-Xent the value can be negative. Default tau = 0.1, the temperature used in the
+    experiments of Yeh et al. (2022) and lightly's ``DCLLoss`` default.
+
+    Args:
+        z1, z2: (N, D) two views, N >= 2 (each anchor needs at least one negative).
+        temperature: tau > 0.
+
+    >>> z = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    >>> bool(dcl(z, z) < info_nce(z, z, temperature=0.1))  # removing the positive lowers the loss
+    True
+    """
+    z1, z2 = _check_pair(z1, z2)
+    t = _check_positive("temperature", temperature)
+    logits, partner, self_mask = _two_view_logits(z1, z2, t)
+    drop = self_mask.clone()
+    drop[torch.arange(drop.shape[0], device=drop.device), partner] = True
+    lse = torch.logsumexp(logits.masked_fill(drop, float("-inf")), dim=1)
+    positive = logits.gather(1, partner[:, None]).squeeze(1)
+    return (lse - positive).mean()
+
+
+# --------------------------------------------------------------------------------------------
+# Supervised contrastive loss, L_out (Khosla et al. 2020)
+# --------------------------------------------------------------------------------------------
+
+
+def supcon(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """SupCon loss L_out^sup (Khosla et al. 2020, "Supervised Contrastive Learning", NeurIPS, Eq. 2).
+
+    With u, s_ia and p(i) as in :func:`info_nce`, y = cat(labels, labels) and A(i) = {a != i}:
+
+        L = 1/(2N) sum_i -1/|P(i)| sum_{p in P(i)} log( exp(s_ip) / sum_{a in A(i)} exp(s_ia) )
+
+    The average over positives sits OUTSIDE the log (L_out, the variant Khosla et al. recommend).
+    Positives: for a labeled anchor (y_i >= 0), P(i) = {p != i : y_p = y_i} (its own other view
+    included); for an unlabeled anchor (y_i = -1), P(i) = {p(i)}, its own other view only.
+    Unlabeled samples are never positives of other samples. With all labels -1 the loss equals
+    :func:`info_nce` at the same temperature. Khosla et al. sum over anchors; we take the mean
+    (as their reference code does). Default tau = 0.1 (Khosla et al. 2020, Sec. 4).
+
+    Args:
+        z1, z2: (N, D) two views, N >= 2.
+        labels: (N,) integer class of each sample, -1 = unlabeled.
+        temperature: tau > 0.
+
+    >>> z = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    >>> unlabeled = torch.full((4,), -1)
+    >>> torch.allclose(supcon(z, 2 * z, unlabeled, 0.3), info_nce(z, 2 * z, 0.3))
+    True
+    """
+    z1, z2 = _check_pair(z1, z2)
+    labels = _check_labels(labels, z1.shape[0], z1.device)
+    t = _check_positive("temperature", temperature)
+    logits, partner, self_mask = _two_view_logits(z1, z2, t)
+    two_n = logits.shape[0]
+    y = torch.cat([labels, labels])
+    positives = (y[:, None] == y[None, :]) & (y[:, None] >= 0) & ~self_mask
+    positives[torch.arange(two_n, device=logits.device), partner] = True
+    lse = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
+    log_prob = logits - lse  # finite everywhere: logits are bounded by 1/tau
+    per_anchor = -torch.where(positives, log_prob, torch.zeros_like(log_prob)).sum(1) / positives.sum(1)
+    return per_anchor.mean()
+
+
+# --------------------------------------------------------------------------------------------
+# Barlow Twins (Zbontar et al. 2021)
+# --------------------------------------------------------------------------------------------
+
+
+def _standardise(z: torch.Tensor, eps: float, unbiased: bool) -> torch.Tensor:
+    return (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=unbiased) + eps)
+
+
+def barlow_twins(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    lambda_offdiag: float = 5e-3,
+    *,
+    eps: float = 1e-5,
+    unbiased: bool = False,
+) -> torch.Tensor:
+    """Barlow Twins redundancy-reduction loss (Zbontar, Jing, Misra, LeCun & Deny 2021, ICML, Eq. 1).
+
+    Each dimension d of each view is standardised over the batch,
+    zn[:, d] = (z[:, d] - mean_d) / sqrt(var_d + eps); the cross-correlation is
+    C = zn1^T zn2 / N, (D, D), and
+
+        L = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2.
+
+    Normalisation: by default var_d is the BIASED (1/N) batch variance with eps = 1e-5, i.e.
+    ``BatchNorm1d(affine=False)`` in training mode as in the authors' released code; then C is the
+    Pearson correlation matrix shrunk by eps (|C_ij| <= 1). The paper's Algorithm 1 divides by the
+    unbiased std (``z.std(0)``) with no eps: pass ``unbiased=True, eps=0.0`` for that variant.
+    eps > 0 keeps the loss finite when a dimension collapses to a constant.
+    Default lambda = 5e-3, the paper's value (Zbontar et al. 2021, implementation details).
+
+    Args:
+        z1, z2: (N, D), N >= 2.
+        lambda_offdiag: lambda >= 0, weight of the redundancy-reduction term.
+        eps: >= 0, added to the variance before the square root.
+        unbiased: use the 1/(N-1) variance instead of 1/N.
+
+    >>> z = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
+    >>> bool(barlow_twins(z, z, eps=0.0) < barlow_twins(z, -z, eps=0.0))
+    True
+    """
+    z1, z2 = _check_pair(z1, z2)
+    lam = _check_nonnegative("lambda_offdiag", lambda_offdiag)
+    eps = _check_nonnegative("eps", eps)
+    n, d = z1.shape
+    c = _standardise(z1, eps, unbiased).T @ _standardise(z2, eps, unbiased) / n
+    eye = torch.eye(d, dtype=torch.bool, device=c.device)
+    on_diag = (1.0 - torch.diagonal(c)).pow(2).sum()
+    off_diag = c.masked_fill(eye, 0.0).pow(2).sum()
+    return on_diag + lam * off_diag
+
+
+# --------------------------------------------------------------------------------------------
+# VICReg (Bardes, Ponce & LeCun 2022)
+# --------------------------------------------------------------------------------------------
+
+
+def _vicreg_variance(z: torch.Tensor, eps: float, gamma: float) -> torch.Tensor:
+    std = torch.sqrt(z.var(dim=0) + eps)  # unbiased variance, as in the paper's Algorithm 1
+    return F.relu(gamma - std).mean()
+
+
+def _vicreg_covariance(z: torch.Tensor) -> torch.Tensor:
+    n, d = z.shape
+    zc = z - z.mean(dim=0)
+    cov = zc.T @ zc / (n - 1)
+    eye = torch.eye(d, dtype=torch.bool, device=z.device)
+    return cov.masked_fill(eye, 0.0).pow(2).sum() / d
+
+
+def vicreg(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    sim_weight: float = 25.0,
+    var_weight: float = 25.0,
+    cov_weight: float = 1.0,
+    eps: float = 1e-4,
+    *,
+    gamma: float = 1.0,
+) -> torch.Tensor:
+    """VICReg loss (Bardes, Ponce & LeCun 2022, "VICReg", ICLR, Eqs. 1-6).
+
+        s(Z, Z') = 1/(N D) sum_n sum_d (z_nd - z'_nd)^2                      (invariance, MSE)
+        v(Z)     = 1/D sum_d max(0, gamma - sqrt(Var(z_:d) + eps))            (variance hinge)
+        c(Z)     = 1/D sum_{i != j} Cov(Z)_ij^2,  Cov(Z) = (Z - mean)^T (Z - mean) / (N - 1)
+        L = lambda s(Z, Z') + mu [v(Z) + v(Z')] + nu [c(Z) + c(Z')]          (Eq. 6)
+
+    Var is the unbiased (1/(N-1)) batch variance. Defaults are the paper's: lambda = mu = 25,
+    nu = 1, gamma = 1, eps = 1e-4. Note: the authors' code and lightly use 0.5 [v(Z) + v(Z')];
+    we follow the printed Eq. (6).
+
+    Args:
+        z1, z2: (N, D), N >= 2.
+        sim_weight, var_weight, cov_weight: lambda, mu, nu >= 0.
+        eps: >= 0, added to the variance inside the square root.
+        gamma: target standard deviation of each dimension.
+
+    >>> z = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    >>> bool(vicreg(z, z) < vicreg(z, torch.zeros_like(z)))  # a collapsed view is penalised
+    True
+    """
+    z1, z2 = _check_pair(z1, z2)
+    lam = _check_nonnegative("sim_weight", sim_weight)
+    mu = _check_nonnegative("var_weight", var_weight)
+    nu = _check_nonnegative("cov_weight", cov_weight)
+    eps = _check_nonnegative("eps", eps)
+    gamma = _check_nonnegative("gamma", gamma)
+    invariance = F.mse_loss(z1, z2)
+    variance = _vicreg_variance(z1, eps, gamma) + _vicreg_variance(z2, eps, gamma)
+    covariance = _vicreg_covariance(z1) + _vicreg_covariance(z2)
+    return lam * invariance + mu * variance + nu * covariance
+
+
+# --------------------------------------------------------------------------------------------
+# The CLOP term, Eq. (4) of the CLOP paper
+# --------------------------------------------------------------------------------------------
+
+
+def clop_term(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    prototypes: torch.Tensor,
+    *,
+    similarity: str = "cosine",
+    lam: float = 1.0,
+    reduction: str = "sum",
+) -> torch.Tensor:
+    """The prototype-pulling term of CLOP, Eq. (4): lam * sum_{i labeled} (1 - s(z_i, c_{y_i})).
+
+    CLOP paper, Sec. 4: L_CLOP = L_CL + lambda sum_{i in S} (1 - s(z_i, c_{y_i})), where S is the
+    set of labeled samples and c_1..c_k are the (unit-norm) prototypes. Unlabeled samples
+    (label -1) are ignored. Similarities, defined so that s(c, c) = 1 for a unit prototype c:
+
+    * ``"cosine"``:    1 - s = 1 - cos(z, c)             (the paper's main choice, Sec. 4)
+    * ``"euclidean"``: 1 - s = || z/||z|| - c ||_2
+    * ``"manhattan"``: 1 - s = || z/||z|| - c ||_1
+
+    The paper names the Euclidean and Manhattan similarities (Table 2) but does not define them;
+    the two definitions above are OUR choice: z is L2-normalised first because the prototypes are
+    unit vectors, so all three terms are scale-invariant in z and vanish exactly at z = c.
+    The prototypes are used as given (expected to be unit vectors); they are cast to z's dtype.
+
+    ``reduction="sum"`` is Eq. (4) as printed; ``"mean"`` divides by the number of labeled
+    samples (the paper is ambiguous between the two; "sum" scales with the batch size).
+    A batch with no labeled sample returns a zero that keeps the autograd graph (zero gradients,
+    never NaN) for both reductions.
+
+    Args:
+        z: (N, D) embeddings, N >= 1.
+        labels: (N,) integer, values in {-1, 0, ..., k-1}; -1 = unlabeled.
+        prototypes: (k, D), on z's device.
+        similarity: one of ``SIMILARITIES``.
+        lam: lambda >= 0 (the paper uses 1.0).
+        reduction: ``"sum"`` or ``"mean"``.
+
+    >>> c = torch.eye(3, 4)
+    >>> float(clop_term(2 * c, torch.tensor([0, 1, 2]), c))  # each z on its prototype's ray
+    0.0
+    >>> float(clop_term(c, torch.tensor([1, -1, -1]), c))    # 1 - cos(c_0, c_1) = 1
+    1.0
+    """
+    z = _check_embeddings("z", z)
+    similarity = _check_choice("similarity", similarity, SIMILARITIES)
+    reduction = _check_choice("reduction", reduction, REDUCTIONS)
+    lam = _check_nonnegative("lam", lam)
+    if not isinstance(prototypes, torch.Tensor) or prototypes.dim() != 2 or not prototypes.is_floating_point():
+        got = tuple(prototypes.shape) if isinstance(prototypes, torch.Tensor) else type(prototypes).__name__
+        raise ValueError(f"prototypes must be a floating-point tensor of shape (k, D); got {got}")
+    k, d = prototypes.shape
+    if k == 0:
+        raise ValueError("prototypes must hold at least one prototype; got k=0")
+    if d != z.shape[1]:
+        raise ValueError(
+            f"prototypes have dimension {d} but z has dimension D={z.shape[1]}; shapes {tuple(prototypes.shape)} "
+            f"and {tuple(z.shape)}"
+        )
+    if prototypes.device != z.device:
+        raise ValueError(f"prototypes are on {prototypes.device} but z is on {z.device}; move one of them")
+    labels = _check_labels(labels, z.shape[0], z.device, num_classes=k)
+
+    labeled = labels >= 0
+    zl = z[labeled]  # (M, D); M = 0 gives an empty tensor that still belongs to the graph
+    c = prototypes.to(dtype=z.dtype)[labels[labeled]]
+    if similarity == "cosine":
+        dissim = 1.0 - (F.normalize(zl, dim=1) * F.normalize(c, dim=1)).sum(dim=1)
+    else:
+        order = 2 if similarity == "euclidean" else 1
+        dissim = torch.linalg.vector_norm(F.normalize(zl, dim=1) - c, ord=order, dim=1)
+    total = dissim.sum()
+    if reduction == "mean":
+        total = total / max(int(zl.shape[0]), 1)
+    return lam * total
+
+
+# --------------------------------------------------------------------------------------------
+# L_class, Eq. (3) of the CLOP paper
+# --------------------------------------------------------------------------------------------
 
 
 def l_class(x: torch.Tensor) -> torch.Tensor:
@@ -17,6 +486,8 @@ def l_class(x: torch.Tensor) -> torch.Tensor:
     The paper prints Eq. (3) with a leading minus sign, but the text minimises the pairwise cosine
     similarity and gives the optimum as -k; that is this sign (see theory/ for the check).
     Uses the identity sum_{i != j} x_i.x_j = ||sum_i x_i||^2 - sum_i ||x_i||^2, exact for any rows.
+    Its minimum over unit rows is -k, reached exactly when sum_i x_i = 0 (e.g. a simplex ETF);
+    k orthonormal rows give 0.
 
     >>> l_class(torch.eye(3))
     tensor(0.)
@@ -25,3 +496,259 @@ def l_class(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"x must have shape (..., k, m); got shape {tuple(x.shape)}")
     s = x.sum(dim=-2)
     return (s * s).sum(dim=-1) - (x * x).sum(dim=(-2, -1))
+
+
+# --------------------------------------------------------------------------------------------
+# Modules: settings and state around the functions above
+# --------------------------------------------------------------------------------------------
+
+
+class InfoNCELoss(nn.Module):
+    """Module form of :func:`info_nce` (NT-Xent, Chen et al. 2020); default tau = 0.5.
+
+    >>> z1, z2 = torch.randn(2, 8, 16, generator=torch.Generator().manual_seed(0))
+    >>> InfoNCELoss()(z1, z2).shape
+    torch.Size([])
+    """
+
+    def __init__(self, temperature: float = 0.5) -> None:
+        super().__init__()
+        self.temperature = _check_positive("temperature", temperature)
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """z1, z2: (N, D); ``labels`` is accepted for a uniform interface and ignored."""
+        return info_nce(z1, z2, self.temperature)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+
+class DCLLoss(nn.Module):
+    """Module form of :func:`dcl` (Yeh et al. 2022); default tau = 0.1."""
+
+    def __init__(self, temperature: float = 0.1) -> None:
+        super().__init__()
+        self.temperature = _check_positive("temperature", temperature)
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """z1, z2: (N, D); ``labels`` is ignored."""
+        return dcl(z1, z2, self.temperature)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+
+class SupConLoss(nn.Module):
+    """Module form of :func:`supcon` (Khosla et al. 2020, L_out); default tau = 0.1. Needs labels."""
+
+    def __init__(self, temperature: float = 0.1) -> None:
+        super().__init__()
+        self.temperature = _check_positive("temperature", temperature)
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """z1, z2: (N, D); labels: (N,) with -1 = unlabeled (required)."""
+        if labels is None:
+            raise ValueError("labels=None: SupConLoss needs labels of shape (N,) (use -1 for unlabeled samples)")
+        return supcon(z1, z2, labels, self.temperature)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+
+class BarlowTwinsLoss(nn.Module):
+    """Module form of :func:`barlow_twins` (Zbontar et al. 2021); default lambda = 5e-3."""
+
+    def __init__(self, lambda_offdiag: float = 5e-3, *, eps: float = 1e-5, unbiased: bool = False) -> None:
+        super().__init__()
+        self.lambda_offdiag = _check_nonnegative("lambda_offdiag", lambda_offdiag)
+        self.eps = _check_nonnegative("eps", eps)
+        self.unbiased = bool(unbiased)
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """z1, z2: (N, D); ``labels`` is ignored."""
+        return barlow_twins(z1, z2, self.lambda_offdiag, eps=self.eps, unbiased=self.unbiased)
+
+    def extra_repr(self) -> str:
+        return f"lambda_offdiag={self.lambda_offdiag}, eps={self.eps}, unbiased={self.unbiased}"
+
+
+class VICRegLoss(nn.Module):
+    """Module form of :func:`vicreg` (Bardes et al. 2022); defaults 25, 25, 1, eps = 1e-4."""
+
+    def __init__(
+        self,
+        sim_weight: float = 25.0,
+        var_weight: float = 25.0,
+        cov_weight: float = 1.0,
+        eps: float = 1e-4,
+        *,
+        gamma: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.sim_weight = _check_nonnegative("sim_weight", sim_weight)
+        self.var_weight = _check_nonnegative("var_weight", var_weight)
+        self.cov_weight = _check_nonnegative("cov_weight", cov_weight)
+        self.eps = _check_nonnegative("eps", eps)
+        self.gamma = _check_nonnegative("gamma", gamma)
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """z1, z2: (N, D); ``labels`` is ignored."""
+        return vicreg(z1, z2, self.sim_weight, self.var_weight, self.cov_weight, self.eps, gamma=self.gamma)
+
+    def extra_repr(self) -> str:
+        return (
+            f"sim_weight={self.sim_weight}, var_weight={self.var_weight}, cov_weight={self.cov_weight}, "
+            f"eps={self.eps}, gamma={self.gamma}"
+        )
+
+
+class CLOPLoss(nn.Module):
+    """The CLOP term of Eq. (4) with its prototypes held as a buffer named ``prototypes``: (k, dim).
+
+    The buffer moves with ``.to(device)`` / ``.to(dtype)`` and is saved in ``state_dict``.
+    ``prototypes`` selects how they are made: ``"orthonormal"`` (the paper's choice, Sec. 4:
+    :func:`clop.prototypes.orthonormal`), ``"simplex_etf"`` (alias ``"etf"``, the comparison of
+    Sec. 5: :func:`clop.prototypes.simplex_etf`), both drawn with ``seed``; or a (k, dim) tensor
+    used as given. They are made in float32 on ``device`` (None: CUDA when present, else CPU).
+
+    Args:
+        num_classes: k >= 1.
+        dim: embedding dimension D.
+        lam, similarity, reduction: as in :func:`clop_term` (paper: lam = 1.0, cosine, sum).
+        prototypes: ``"orthonormal"``, ``"simplex_etf"`` or a (k, dim) tensor.
+        seed: seed of the prototype draw.
+        device: device of the buffer.
+
+    >>> loss = CLOPLoss(3, 8, device="cpu")
+    >>> float(loss(loss.prototypes.clone(), torch.tensor([0, 1, 2]))) < 1e-6
+    True
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        dim: int,
+        *,
+        lam: float = 1.0,
+        similarity: str = "cosine",
+        prototypes: str | torch.Tensor = "orthonormal",
+        reduction: str = "sum",
+        seed: int = 0,
+        device: str | torch.device | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("num_classes", num_classes), ("dim", dim)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+        self.num_classes = int(num_classes)
+        self.dim = int(dim)
+        self.lam = _check_nonnegative("lam", lam)
+        self.similarity = _check_choice("similarity", similarity, SIMILARITIES)
+        self.reduction = _check_choice("reduction", reduction, REDUCTIONS)
+        if isinstance(prototypes, torch.Tensor):
+            if prototypes.shape != (self.num_classes, self.dim) or not prototypes.is_floating_point():
+                raise ValueError(
+                    f"prototypes tensor must be floating point with shape ({self.num_classes}, {self.dim}); "
+                    f"got {prototypes.dtype} of shape {tuple(prototypes.shape)}"
+                )
+            self.prototype_kind = "custom"
+            c = prototypes.detach().clone()
+            if device is not None:
+                from clop._device import default_device
+
+                c = c.to(default_device(device))
+        else:
+            if not isinstance(prototypes, str) or prototypes.lower() not in _PROTOTYPE_ALIASES:
+                raise ValueError(
+                    f"prototypes={prototypes!r} is not supported; expected one of "
+                    f"{list(_PROTOTYPE_ALIASES)} or a ({self.num_classes}, {self.dim}) tensor"
+                )
+            from clop import prototypes as _prototypes  # lazy: keeps `import clop.losses` light
+
+            self.prototype_kind = _PROTOTYPE_ALIASES[prototypes.lower()]
+            make = _prototypes.orthonormal if self.prototype_kind == "orthonormal" else _prototypes.simplex_etf
+            c = make(self.num_classes, self.dim, seed=seed, device=device)
+        self.seed = seed
+        self.register_buffer("prototypes", c)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """z: (N, dim), labels: (N,) with -1 = unlabeled; returns the 0-dim CLOP term."""
+        return clop_term(
+            z, labels, self.prototypes, similarity=self.similarity, lam=self.lam, reduction=self.reduction
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, dim={self.dim}, lam={self.lam}, similarity={self.similarity!r}, "
+            f"prototypes={self.prototype_kind!r}, reduction={self.reduction!r}, seed={self.seed}"
+        )
+
+
+class CLOPObjective(nn.Module):
+    """L_CLOP = L_CL + CLOP term, Eq. (4): a contrastive module plus an optional :class:`CLOPLoss`.
+
+    ``forward(z1, z2, labels)`` returns ``{"loss": total, "contrastive": base part, "clop": clop part}``
+    (all 0-dim tensors). The CLOP term is applied to BOTH views: it is evaluated on
+    cat(z1, z2) with cat(labels, labels), so every labeled image contributes twice. With
+    ``reduction="sum"`` this doubles the term relative to counting each image once; with
+    ``"mean"`` it averages over the 2M labeled views. With ``clop=None`` the CLOP part is a zero.
+
+    Args:
+        base: a module called as ``base(z1, z2, labels)`` returning a 0-dim loss (any of ``LOSSES``).
+        clop: a :class:`CLOPLoss` or None.
+
+    >>> obj = CLOPObjective(InfoNCELoss(), CLOPLoss(3, 8, device="cpu"))
+    >>> z1, z2 = torch.randn(2, 4, 8, generator=torch.Generator().manual_seed(0))
+    >>> out = obj(z1, z2, torch.tensor([0, 2, -1, 1]))
+    >>> sorted(out)
+    ['clop', 'contrastive', 'loss']
+    """
+
+    def __init__(self, base: nn.Module, clop: CLOPLoss | None = None) -> None:
+        super().__init__()
+        if not isinstance(base, nn.Module):
+            raise ValueError(f"base must be an nn.Module (e.g. make_loss('infonce')); got {type(base).__name__}")
+        if clop is not None and not isinstance(clop, CLOPLoss):
+            raise ValueError(f"clop must be a CLOPLoss or None; got {type(clop).__name__}")
+        self.base = base
+        self.clop = clop
+
+    def forward(
+        self, z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """z1, z2: (N, D); labels: (N,) with -1 = unlabeled (needed when a CLOP term is present)."""
+        contrastive = self.base(z1, z2, labels)
+        if self.clop is None:
+            clop_part = contrastive.new_zeros(())
+        else:
+            if labels is None:
+                raise ValueError("labels=None: the CLOP term needs labels of shape (N,) with -1 = unlabeled")
+            z1, z2 = _check_pair(z1, z2, min_batch=1)
+            labels = _check_labels(labels, z1.shape[0], z1.device)
+            clop_part = self.clop(torch.cat([z1, z2], dim=0), torch.cat([labels, labels], dim=0))
+        return {"loss": contrastive + clop_part, "contrastive": contrastive, "clop": clop_part}
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+LOSSES: dict[str, type[nn.Module]] = {
+    "infonce": InfoNCELoss,
+    "dcl": DCLLoss,
+    "supcon": SupConLoss,
+    "barlowtwins": BarlowTwinsLoss,
+    "vicreg": VICRegLoss,
+}
+
+
+def make_loss(name: str, **kwargs) -> nn.Module:
+    """Build a contrastive loss module by name (case-insensitive); kwargs go to its constructor.
+
+    >>> make_loss("dcl", temperature=0.2)
+    DCLLoss(temperature=0.2)
+    """
+    key = name.lower() if isinstance(name, str) else None
+    if key not in LOSSES:
+        raise ValueError(f"name={name!r} is not a known loss; expected one of {sorted(LOSSES)}")
+    return LOSSES[key](**kwargs)
