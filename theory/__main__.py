@@ -1,0 +1,48 @@
+"""``python -m theory``: run every theory check of the CLOP paper and print the verdicts.
+
+Options: ``--json`` (JSON list of {id, claim, method, verdict, detail}), ``--markdown PATH`` (report with
+the exact expressions), ``--figure PATH`` (Theorem 1 bound vs k; CSV theorem1_bound.csv written beside it),
+``--fast`` (smaller Monte Carlo).  See theory/report.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m theory", description="Verdicts on the CLOP paper's theory claims.")
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of the table")
+    parser.add_argument("--markdown", metavar="PATH", help="write a Markdown report to PATH")
+    parser.add_argument("--figure", metavar="PATH", help="write the Theorem 1 bound figure to PATH (CSV beside it)")
+    parser.add_argument("--fast", action="store_true", help="smaller Monte Carlo and Jacobian checks")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    args = parser.parse_args(argv)
+
+    from theory import report
+
+    start = time.perf_counter()
+    claims = report.all_claims(fast=args.fast, progress=not args.no_progress)
+    if args.figure:
+        csv_path = report.write_figure(args.figure)
+        print(f"wrote {args.figure} and {csv_path}", file=sys.stderr)
+    elapsed = time.perf_counter() - start
+    if args.markdown:
+        folder = os.path.dirname(os.path.abspath(args.markdown))
+        os.makedirs(folder, exist_ok=True)
+        with open(args.markdown, "w") as fh:
+            fh.write(report.to_markdown(claims, runtime_s=elapsed))
+        print(f"wrote {args.markdown}", file=sys.stderr)
+    if args.json:
+        print(report.to_json(claims))
+    else:
+        print(report.format_table(claims))
+        print(f"\n{len(claims)} claims checked in {elapsed:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
