@@ -18,7 +18,16 @@ Conventions shared by the contrastive losses (InfoNCE, DCL, SupCon), following S
 2N-view form (Chen et al. 2020): the 2N embeddings u = normalize(cat(z1, z2)) are L2-normalised,
 every one of the 2N rows is an anchor, the partner of anchor i is p(i) = (i + N) mod 2N, and the
 loss is the MEAN over the 2N anchors. The CLOP paper writes Eq. (1) as a sum over anchors; the
-mean differs by the constant factor 2N only.
+mean differs by the constant factor 2N only (see :class:`CLOPObjective` for what this means for
+the weight of the CLOP term).
+
+L2 normalisation (contrastive losses and the CLOP term) divides each row by max(||z||, 1e-6):
+exact for every row with norm >= 1e-6; a row with a smaller norm is scaled by 1e6 instead (so it
+is no longer a unit vector, and a zero row stays zero). The floor bounds the gradient at a zero
+row by 1e6 x the upstream gradient; ``F.normalize``'s default floor 1e-12 gives ~1e12 there.
+Embeddings of a trained network are many orders of magnitude above 1e-6, so the floor only
+matters for (near-)zero rows. :mod:`clop.metrics` computes on detached values and normalises
+exactly (it needs no gradient); both map a zero row to the zero vector.
 
 Deviations of the reference implementation in the ``lightly`` library, checked against
 lightly 1.6.0 in tests/test_losses.py (optional tests; lightly is not a dependency):
@@ -27,18 +36,27 @@ lightly 1.6.0 in tests/test_losses.py (optional tests; lightly is not a dependen
 * Barlow Twins: lightly standardises with ``F.batch_norm`` (biased variance, eps = 1e-5), as our
   default does; same lambda = 5e-3.
 * VICReg: lightly (like the authors' code) uses 0.5 * (v(Z) + v(Z')) for the variance term, the
-  paper's Eq. (6) uses v(Z) + v(Z'); we follow the paper, so ours with ``var_weight=12.5`` equals
-  lightly's ``mu_param=25``.
+  paper's Eq. (6) and Algorithm 1 use v(Z) + v(Z'); we follow the paper, so ours with
+  ``var_weight=12.5`` equals lightly's ``mu_param=25``.
+
+Validation and device syncs: every function checks its arguments (shape, dtype, device) without
+touching tensor values, except the range check of integer ``labels`` (one host sync per call:
+one ``aminmax``); :class:`CLOPObjective` range-checks its labels once per forward.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from clop import prototypes as _prototypes
+from clop._checks import check_choice as _check_choice
+from clop._checks import check_dtype as _check_dtype
+from clop._checks import check_nonnegative as _check_nonnegative
+from clop._checks import check_positive as _check_positive
+from clop._checks import check_size as _check_size
+from clop._device import default_device
 
 __all__ = [
     "info_nce",
@@ -63,7 +81,7 @@ __all__ = [
 ]
 
 SIMILARITIES = ("cosine", "euclidean", "manhattan")
-REDUCTIONS = ("sum", "mean")
+REDUCTIONS = ("sum", "mean", "batch")
 PROTOTYPE_KINDS = ("orthonormal", "simplex_etf")
 _PROTOTYPE_ALIASES = {"orthonormal": "orthonormal", "simplex_etf": "simplex_etf", "etf": "simplex_etf"}
 
@@ -94,6 +112,7 @@ def _check_embeddings(name: str, z: object, *, min_batch: int = 1) -> torch.Tens
 
 
 def _check_pair(z1: object, z2: object, *, min_batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both views valid, same shape, dtype and device, and N >= ``min_batch``; each checked once."""
     z1 = _check_embeddings("z1", z1)
     z2 = _check_embeddings("z2", z2)
     if z1.shape != z2.shape:
@@ -102,20 +121,13 @@ def _check_pair(z1: object, z2: object, *, min_batch: int = 2) -> tuple[torch.Te
         raise ValueError(
             f"z1 and z2 must share dtype and device; got {z1.dtype}/{z1.device} and {z2.dtype}/{z2.device}"
         )
-    _check_embeddings("z1", z1, min_batch=min_batch)
+    n = z1.shape[0]
+    if n < min_batch:
+        raise ValueError(
+            f"z1 and z2 have N={n} sample(s); this loss needs N >= {min_batch} "
+            "(other samples serve as negatives or batch statistics)"
+        )
     return z1, z2
-
-
-def _check_positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
-    return float(value)
-
-
-def _check_nonnegative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-    return float(value)
 
 
 def _check_labels(
@@ -138,26 +150,40 @@ def _check_labels(
     return labels
 
 
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value.lower() not in choices:
-        raise ValueError(f"{name}={value!r} is not supported; expected one of {list(choices)}")
-    return value.lower()
-
-
 # --------------------------------------------------------------------------------------------
 # Shared two-view machinery (SimCLR's 2N-view form)
 # --------------------------------------------------------------------------------------------
 
 
-def _two_view_logits(z1: torch.Tensor, z2: torch.Tensor, temperature: float):
-    """Cosine logits of the 2N views: returns (logits (2N, 2N), partner (2N,), self-mask (2N, 2N))."""
-    u = F.normalize(torch.cat([z1, z2], dim=0), dim=1)
-    logits = (u @ u.T) / temperature
-    two_n = logits.shape[0]
-    idx = torch.arange(two_n, device=logits.device)
-    partner = (idx + two_n // 2) % two_n
-    self_mask = torch.eye(two_n, dtype=torch.bool, device=logits.device)
-    return logits, partner, self_mask
+_NORM_FLOOR = 1e-6  # floor of ||z|| in _unit_rows (module doc)
+
+
+def _unit_rows(z: torch.Tensor) -> torch.Tensor:
+    """z / max(||z||_2, 1e-6) row-wise, z: (..., D); a zero row stays zero with a bounded gradient."""
+    return z / torch.linalg.vector_norm(z, dim=-1, keepdim=True).clamp_min(_NORM_FLOOR)
+
+
+def _two_view_logits(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float, *, drop_partner: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine logits of the 2N views, z1, z2: (N, D).
+
+    Returns ``(logits, positive)``: logits (2N, 2N) = u u^T / tau with the diagonal (a = i) set to
+    -inf, and also the partner entries (a = p(i)) when ``drop_partner``; positive (2N,) =
+    s_{i p(i)}, read before the partner entries are dropped. The masking is done in place on the
+    one (2N, 2N) matrix (no masked copies); it is allowed by autograd because neither the matmul
+    nor the division saves its output.
+    """
+    n = z1.shape[0]
+    u = _unit_rows(torch.cat([z1, z2], dim=0))
+    logits = (u @ u.T).div_(temperature)
+    # s_{i, i+N} and s_{i+N, i}: the two off-diagonal block diagonals (a copy of 2N values)
+    positive = torch.cat([logits.diagonal(n), logits.diagonal(-n)])
+    logits.diagonal().fill_(float("-inf"))
+    if drop_partner:
+        logits.diagonal(n).fill_(float("-inf"))
+        logits.diagonal(-n).fill_(float("-inf"))
+    return logits, positive
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,10 +222,8 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> to
     """
     z1, z2 = _check_pair(z1, z2)
     t = _check_positive("temperature", temperature)
-    logits, partner, self_mask = _two_view_logits(z1, z2, t)
-    lse = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1)
-    positive = logits.gather(1, partner[:, None]).squeeze(1)
-    return (lse - positive).mean()
+    logits, positive = _two_view_logits(z1, z2, t)
+    return (torch.logsumexp(logits, dim=1) - positive).mean()
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,12 +252,8 @@ def dcl(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.T
     """
     z1, z2 = _check_pair(z1, z2)
     t = _check_positive("temperature", temperature)
-    logits, partner, self_mask = _two_view_logits(z1, z2, t)
-    drop = self_mask.clone()
-    drop[torch.arange(drop.shape[0], device=drop.device), partner] = True
-    lse = torch.logsumexp(logits.masked_fill(drop, float("-inf")), dim=1)
-    positive = logits.gather(1, partner[:, None]).squeeze(1)
-    return (lse - positive).mean()
+    logits, positive = _two_view_logits(z1, z2, t, drop_partner=True)
+    return (torch.logsumexp(logits, dim=1) - positive).mean()
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,17 +286,27 @@ def supcon(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, temperature
     True
     """
     z1, z2 = _check_pair(z1, z2)
-    labels = _check_labels(labels, z1.shape[0], z1.device)
     t = _check_positive("temperature", temperature)
-    logits, partner, self_mask = _two_view_logits(z1, z2, t)
-    two_n = logits.shape[0]
+    labels = _check_labels(labels, z1.shape[0], z1.device)
+    return _supcon(z1, z2, labels, t)
+
+
+def _supcon(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, t: float) -> torch.Tensor:
+    """The maths of :func:`supcon` on validated inputs (labels: (N,) long on z1's device).
+
+    -1/|P| sum_p log(exp(s_ip) / sum_a exp(s_ia)) = lse_i - (1/|P|) sum_p s_ip, so one (2N, 2N)
+    float temporary (the positives' logits) besides the logits themselves.
+    """
+    n = z1.shape[0]
+    logits, _ = _two_view_logits(z1, z2, t)  # diagonal already -inf
     y = torch.cat([labels, labels])
-    positives = (y[:, None] == y[None, :]) & (y[:, None] >= 0) & ~self_mask
-    positives[torch.arange(two_n, device=logits.device), partner] = True
-    lse = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
-    log_prob = logits - lse  # finite everywhere: logits are bounded by 1/tau
-    per_anchor = -torch.where(positives, log_prob, torch.zeros_like(log_prob)).sum(1) / positives.sum(1)
-    return per_anchor.mean()
+    positives = (y[:, None] == y[None, :]) & (y >= 0)[:, None]  # (2N, 2N) bool
+    positives.diagonal().fill_(False)
+    positives.diagonal(n).fill_(True)  # the anchor's own other view, labeled or not
+    positives.diagonal(-n).fill_(True)
+    lse = torch.logsumexp(logits, dim=1)
+    positive_sum = torch.where(positives, logits, 0.0).sum(dim=1)  # never touches the -inf diagonal
+    return (lse - positive_sum / positives.sum(dim=1)).mean()
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,7 +390,7 @@ def vicreg(
     *,
     gamma: float = 1.0,
 ) -> torch.Tensor:
-    """VICReg loss (Bardes, Ponce & LeCun 2022, "VICReg", ICLR, Eqs. 1-6).
+    """VICReg loss (Bardes, Ponce & LeCun 2022, "VICReg", ICLR, Eqs. 1-6 and Algorithm 1).
 
         s(Z, Z') = 1/(N D) sum_n sum_d (z_nd - z'_nd)^2                      (invariance, MSE)
         v(Z)     = 1/D sum_d max(0, gamma - sqrt(Var(z_:d) + eps))            (variance hinge)
@@ -368,14 +398,24 @@ def vicreg(
         L = lambda s(Z, Z') + mu [v(Z) + v(Z')] + nu [c(Z) + c(Z')]          (Eq. 6)
 
     Var is the unbiased (1/(N-1)) batch variance. Defaults are the paper's: lambda = mu = 25,
-    nu = 1, gamma = 1, eps = 1e-4. Note: the authors' code and lightly use 0.5 [v(Z) + v(Z')];
-    we follow the printed Eq. (6).
+    nu = 1, gamma = 1, eps = 1e-4.
+
+    Where the sources differ:
+
+    * Invariance: we follow Algorithm 1 (``F.mse_loss(z_a, z_b)``: the MEAN over N and D). The
+      printed Eq. (4), s = 1/N sum_n ||z_n - z'_n||^2, sums over D, i.e. is D times larger.
+    * Variance: no factor 0.5, as in Eq. (6) and Algorithm 1 (``std_loss = mean(relu(1 - std_a)) +
+      mean(relu(1 - std_b))``). The authors' released code (facebookresearch/vicreg) and lightly use
+      ``mean(relu(1 - std_a)) / 2 + mean(relu(1 - std_b)) / 2``: ours with ``var_weight = mu / 2``
+      equals theirs with ``mu``.
 
     Args:
         z1, z2: (N, D), N >= 2.
         sim_weight, var_weight, cov_weight: lambda, mu, nu >= 0.
-        eps: >= 0, added to the variance inside the square root.
-        gamma: target standard deviation of each dimension.
+        eps: > 0, added to the variance inside the square root. It must be positive: with eps = 0
+            a constant dimension has std 0, where the derivative of the square root is infinite
+            and the gradient becomes NaN.
+        gamma: target standard deviation of each dimension, >= 0.
 
     >>> z = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
     >>> bool(vicreg(z, z) < vicreg(z, torch.zeros_like(z)))  # a collapsed view is penalised
@@ -385,7 +425,7 @@ def vicreg(
     lam = _check_nonnegative("sim_weight", sim_weight)
     mu = _check_nonnegative("var_weight", var_weight)
     nu = _check_nonnegative("cov_weight", cov_weight)
-    eps = _check_nonnegative("eps", eps)
+    eps = _check_positive("eps", eps)
     gamma = _check_nonnegative("gamma", gamma)
     invariance = F.mse_loss(z1, z2)
     variance = _vicreg_variance(z1, eps, gamma) + _vicreg_variance(z2, eps, gamma)
@@ -420,12 +460,25 @@ def clop_term(
     The paper names the Euclidean and Manhattan similarities (Table 2) but does not define them;
     the two definitions above are OUR choice: z is L2-normalised first because the prototypes are
     unit vectors, so all three terms are scale-invariant in z and vanish exactly at z = c.
-    The prototypes are used as given (expected to be unit vectors); they are cast to z's dtype.
+    The prototypes are used as given (expected to be unit vectors: :class:`CLOPLoss` checks
+    that); they are cast to z's dtype. Normalisation divides by max(||z||, 1e-6) (module doc).
 
-    ``reduction="sum"`` is Eq. (4) as printed; ``"mean"`` divides by the number of labeled
-    samples (the paper is ambiguous between the two; "sum" scales with the batch size).
-    A batch with no labeled sample returns a zero that keeps the autograd graph (zero gradients,
-    never NaN) for both reductions.
+    Reductions (M = number of labeled samples, N = batch size, labeled or not):
+
+    * ``"sum"``:   lam * sum_{i in S} d_i, Eq. (4) as printed (the default). Grows with the batch.
+    * ``"mean"``:  lam * sum_{i in S} d_i / M, the average over labeled samples.
+    * ``"batch"``: lam * sum_{i in S} d_i / N. Eq. (4) adds a SUM over labeled samples to L_CL, and
+      Eq. (1) prints L_CL as a SUM over anchors too; our contrastive losses are MEANS over the 2N
+      anchors, so Eq. (4) with both sums as printed, divided by 2N, is exactly mean-L_CL + this
+      reduction of the term on both views (see :class:`CLOPObjective`). It is the scale-consistent
+      reading of Eq. (4): the term's weight relative to L_CL does not change with the batch size
+      or with the fraction of labeled samples.
+
+    A batch with no labeled sample returns an exact 0 that keeps the autograd graph (zero
+    gradients, never NaN) for every reduction. No host sync besides the labels' range check:
+    the term is computed for every row (unlabeled rows use their class-0 prototype as a stand-in
+    for z and are then zeroed with ``torch.where``), so no boolean indexing, and unlabeled rows
+    affect neither the value nor the gradient, whatever (even non-finite) values they hold.
 
     Args:
         z: (N, D) embeddings, N >= 1.
@@ -433,20 +486,33 @@ def clop_term(
         prototypes: (k, D), on z's device.
         similarity: one of ``SIMILARITIES``.
         lam: lambda >= 0 (the paper uses 1.0).
-        reduction: ``"sum"`` or ``"mean"``.
+        reduction: one of ``REDUCTIONS``: ``"sum"`` (default), ``"mean"`` or ``"batch"``.
 
     >>> c = torch.eye(3, 4)
     >>> float(clop_term(2 * c, torch.tensor([0, 1, 2]), c))  # each z on its prototype's ray
     0.0
     >>> float(clop_term(c, torch.tensor([1, -1, -1]), c))    # 1 - cos(c_0, c_1) = 1
     1.0
+    >>> float(clop_term(c, torch.tensor([1, -1, -1]), c, reduction="batch"))  # 1 / N
+    0.3333333432674408
     """
     z = _check_embeddings("z", z)
     similarity = _check_choice("similarity", similarity, SIMILARITIES)
     reduction = _check_choice("reduction", reduction, REDUCTIONS)
     lam = _check_nonnegative("lam", lam)
+    k = _check_prototypes(prototypes, z)
+    labels = _check_labels(labels, z.shape[0], z.device, num_classes=k)
+    return _clop_term(z, labels, prototypes, similarity, lam, reduction)
+
+
+def _check_prototypes(prototypes: object, z: torch.Tensor) -> int:
+    """(k, D) floating tensor on z's device, k >= 1; returns k. No tensor value is read."""
     if not isinstance(prototypes, torch.Tensor) or prototypes.dim() != 2 or not prototypes.is_floating_point():
-        got = tuple(prototypes.shape) if isinstance(prototypes, torch.Tensor) else type(prototypes).__name__
+        got = (
+            f"{prototypes.dtype} of shape {tuple(prototypes.shape)}"
+            if isinstance(prototypes, torch.Tensor)
+            else type(prototypes).__name__
+        )
         raise ValueError(f"prototypes must be a floating-point tensor of shape (k, D); got {got}")
     k, d = prototypes.shape
     if k == 0:
@@ -458,19 +524,28 @@ def clop_term(
         )
     if prototypes.device != z.device:
         raise ValueError(f"prototypes are on {prototypes.device} but z is on {z.device}; move one of them")
-    labels = _check_labels(labels, z.shape[0], z.device, num_classes=k)
+    return k
 
-    labeled = labels >= 0
-    zl = z[labeled]  # (M, D); M = 0 gives an empty tensor that still belongs to the graph
-    c = prototypes.to(dtype=z.dtype)[labels[labeled]]
+
+def _clop_term(
+    z: torch.Tensor, labels: torch.Tensor, prototypes: torch.Tensor, similarity: str, lam: float, reduction: str
+) -> torch.Tensor:
+    """The maths of :func:`clop_term` on validated inputs (labels: (N,) long on z's device). No host sync."""
+    labeled = labels >= 0  # (N,) bool
+    c = prototypes.to(dtype=z.dtype)[labels.clamp_min(0)]  # (N, D): c_{y_i}, c_0 for unlabeled rows
+    # unlabeled rows see z = c (finite whatever z holds there); torch.where also blocks their gradient
+    zs = torch.where(labeled[:, None], z, c)
+    u = _unit_rows(zs)
     if similarity == "cosine":
-        dissim = 1.0 - (F.normalize(zl, dim=1) * F.normalize(c, dim=1)).sum(dim=1)
+        dissim = 1.0 - (u * _unit_rows(c)).sum(dim=1)
     else:
         order = 2 if similarity == "euclidean" else 1
-        dissim = torch.linalg.vector_norm(F.normalize(zl, dim=1) - c, ord=order, dim=1)
-    total = dissim.sum()
+        dissim = torch.linalg.vector_norm(u - c, ord=order, dim=1)
+    total = torch.where(labeled, dissim, 0.0).sum()
     if reduction == "mean":
-        total = total / max(int(zl.shape[0]), 1)
+        total = total / labeled.sum().clamp_min(1)
+    elif reduction == "batch":
+        total = total / z.shape[0]
     return lam * total
 
 
@@ -588,7 +663,7 @@ class VICRegLoss(nn.Module):
         self.sim_weight = _check_nonnegative("sim_weight", sim_weight)
         self.var_weight = _check_nonnegative("var_weight", var_weight)
         self.cov_weight = _check_nonnegative("cov_weight", cov_weight)
-        self.eps = _check_nonnegative("eps", eps)
+        self.eps = _check_positive("eps", eps)
         self.gamma = _check_nonnegative("gamma", gamma)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -609,15 +684,22 @@ class CLOPLoss(nn.Module):
     ``prototypes`` selects how they are made: ``"orthonormal"`` (the paper's choice, Sec. 4:
     :func:`clop.prototypes.orthonormal`), ``"simplex_etf"`` (alias ``"etf"``, the comparison of
     Sec. 5: :func:`clop.prototypes.simplex_etf`), both drawn with ``seed``; or a (k, dim) tensor
-    used as given. They are made in float32 on ``device`` (None: CUDA when present, else CPU).
+    of custom prototypes. Custom prototypes must have unit rows (the CLOP term is defined for unit
+    prototypes, and the Euclidean/Manhattan terms use c as given): | ||c_i|| - 1 | <= max(1e-5,
+    10 eps(their dtype)), else ``ValueError``. Generated or custom, the buffer is made in ``dtype``
+    (default float32) on ``device`` (None: CUDA when present, else CPU); a custom tensor is
+    detached and copied, never shared.
 
     Args:
         num_classes: k >= 1.
-        dim: embedding dimension D.
-        lam, similarity, reduction: as in :func:`clop_term` (paper: lam = 1.0, cosine, sum).
-        prototypes: ``"orthonormal"``, ``"simplex_etf"`` or a (k, dim) tensor.
-        seed: seed of the prototype draw.
+        dim: embedding dimension D >= 1.
+        lam, similarity, reduction: as in :func:`clop_term` (paper: lam = 1.0, cosine, sum;
+            ``reduction="batch"`` is the scale-consistent reading of Eq. (4), see
+            :class:`CLOPObjective`).
+        prototypes: ``"orthonormal"``, ``"simplex_etf"`` or a (k, dim) tensor with unit rows.
+        seed: seed of the prototype draw (ignored for a custom tensor).
         device: device of the buffer.
+        dtype: floating dtype of the buffer (default float32).
 
     >>> loss = CLOPLoss(3, 8, device="cpu")
     >>> float(loss(loss.prototypes.clone(), torch.tensor([0, 1, 2]))) < 1e-6
@@ -635,41 +717,48 @@ class CLOPLoss(nn.Module):
         reduction: str = "sum",
         seed: int = 0,
         device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("dim", dim)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-        self.num_classes = int(num_classes)
-        self.dim = int(dim)
+        self.num_classes = _check_size("num_classes", num_classes)
+        self.dim = _check_size("dim", dim)
         self.lam = _check_nonnegative("lam", lam)
         self.similarity = _check_choice("similarity", similarity, SIMILARITIES)
         self.reduction = _check_choice("reduction", reduction, REDUCTIONS)
+        dtype = _check_dtype(dtype)
+        dev = default_device(device)
         if isinstance(prototypes, torch.Tensor):
-            if prototypes.shape != (self.num_classes, self.dim) or not prototypes.is_floating_point():
-                raise ValueError(
-                    f"prototypes tensor must be floating point with shape ({self.num_classes}, {self.dim}); "
-                    f"got {prototypes.dtype} of shape {tuple(prototypes.shape)}"
-                )
+            c = self._check_custom(prototypes)
             self.prototype_kind = "custom"
-            c = prototypes.detach().clone()
-            if device is not None:
-                from clop._device import default_device
-
-                c = c.to(default_device(device))
+            c = c.detach().to(device=dev, dtype=dtype, copy=True)
         else:
             if not isinstance(prototypes, str) or prototypes.lower() not in _PROTOTYPE_ALIASES:
                 raise ValueError(
                     f"prototypes={prototypes!r} is not supported; expected one of "
                     f"{list(_PROTOTYPE_ALIASES)} or a ({self.num_classes}, {self.dim}) tensor"
                 )
-            from clop import prototypes as _prototypes  # lazy: keeps `import clop.losses` light
-
             self.prototype_kind = _PROTOTYPE_ALIASES[prototypes.lower()]
             make = _prototypes.orthonormal if self.prototype_kind == "orthonormal" else _prototypes.simplex_etf
-            c = make(self.num_classes, self.dim, seed=seed, device=device)
+            c = make(self.num_classes, self.dim, seed=seed, dtype=dtype, device=dev)
         self.seed = seed
         self.register_buffer("prototypes", c)
+
+    def _check_custom(self, c: torch.Tensor) -> torch.Tensor:
+        if c.shape != (self.num_classes, self.dim) or not c.is_floating_point():
+            raise ValueError(
+                f"prototypes tensor must be floating point with shape ({self.num_classes}, {self.dim}); "
+                f"got {c.dtype} of shape {tuple(c.shape)}"
+            )
+        norms = torch.linalg.vector_norm(c.detach().to(torch.float64), dim=1)
+        tol = max(1e-5, 10 * torch.finfo(c.dtype).eps)
+        worst = float((norms - 1.0).abs().max())  # once, at construction
+        if not worst <= tol:  # also catches NaN
+            raise ValueError(
+                f"prototypes tensor must have unit rows (| ||c_i|| - 1 | <= {tol:g}); got row norms from "
+                f"{float(norms.min()):.6g} to {float(norms.max()):.6g}. Normalise them first, e.g. "
+                "torch.nn.functional.normalize(c, dim=1)"
+            )
+        return c
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """z: (N, dim), labels: (N,) with -1 = unlabeled; returns the 0-dim CLOP term."""
@@ -690,8 +779,25 @@ class CLOPObjective(nn.Module):
     ``forward(z1, z2, labels)`` returns ``{"loss": total, "contrastive": base part, "clop": clop part}``
     (all 0-dim tensors). The CLOP term is applied to BOTH views: it is evaluated on
     cat(z1, z2) with cat(labels, labels), so every labeled image contributes twice. With
-    ``reduction="sum"`` this doubles the term relative to counting each image once; with
-    ``"mean"`` it averages over the 2M labeled views. With ``clop=None`` the CLOP part is a zero.
+    ``clop=None`` the CLOP part is a zero.
+
+    Scale of the two parts. Eq. (4) adds lambda * SUM over labeled samples to L_CL, and Eq. (1)
+    prints L_CL (InfoNCE) as a SUM over anchors too. Our contrastive losses are MEANS over the 2N
+    anchors (SimCLR's and Khosla et al.'s reference code). Hence:
+
+    * ``reduction="sum"`` (the default, Eq. (4) as printed, what the spec asks for): the CLOP part
+      is a sum over the 2M labeled views while the contrastive part is a mean, so the CLOP term's
+      weight relative to the contrastive loss GROWS LINEARLY WITH THE BATCH SIZE. Example (fully
+      labeled, N = 512, D = 128, 100 classes, independent Gaussian embeddings, tau = 0.1, measured
+      with this module): SupCon ~ 7.3 against a CLOP part ~ 1027 (2N = 1024 views, 1 - cos ~ 1 each).
+    * ``reduction="batch"``: the CLOP part is divided by the number of views 2N (labeled or not).
+      Eq. (4) with both sums as printed, divided by 2N, is EXACTLY
+      mean-L_CL + lambda * (CLOP "batch" term on both views): the scale-consistent reading of Eq. (4),
+      independent of the batch size.
+    * ``reduction="mean"``: divided by the 2M labeled views instead.
+
+    Labels are range-checked once per forward (one host sync): by the CLOP term, or, with a
+    :class:`SupConLoss` base, once for both parts.
 
     Args:
         base: a module called as ``base(z1, z2, labels)`` returning a 0-dim loss (any of ``LOSSES``).
@@ -717,15 +823,28 @@ class CLOPObjective(nn.Module):
         self, z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
         """z1, z2: (N, D); labels: (N,) with -1 = unlabeled (needed when a CLOP term is present)."""
-        contrastive = self.base(z1, z2, labels)
         if self.clop is None:
+            contrastive = self.base(z1, z2, labels)
             clop_part = contrastive.new_zeros(())
+        elif labels is None:
+            raise ValueError("labels=None: the CLOP term needs labels of shape (N,) with -1 = unlabeled")
+        elif type(self.base) is SupConLoss:
+            # validate once, then run the maths of both parts on the validated inputs
+            z1, z2 = _check_pair(z1, z2)
+            t = self.base.temperature
+            clop = self.clop
+            k = _check_prototypes(clop.prototypes, z1)
+            labels = _check_labels(labels, z1.shape[0], z1.device, num_classes=k)
+            contrastive = _supcon(z1, z2, labels, t)
+            clop_part = _clop_term(
+                torch.cat([z1, z2]), torch.cat([labels, labels]), clop.prototypes, clop.similarity, clop.lam,
+                clop.reduction,
+            )
         else:
-            if labels is None:
-                raise ValueError("labels=None: the CLOP term needs labels of shape (N,) with -1 = unlabeled")
-            z1, z2 = _check_pair(z1, z2, min_batch=1)
-            labels = _check_labels(labels, z1.shape[0], z1.device)
-            clop_part = self.clop(torch.cat([z1, z2], dim=0), torch.cat([labels, labels], dim=0))
+            contrastive = self.base(z1, z2, labels)  # the LOSSES modules validate z1, z2 here
+            if not isinstance(labels, torch.Tensor):
+                raise ValueError(f"labels must be an integer torch.Tensor of shape (N,); got {type(labels).__name__}")
+            clop_part = self.clop(torch.cat([z1, z2]), torch.cat([labels, labels]))  # validates labels
         return {"loss": contrastive + clop_part, "contrastive": contrastive, "clop": clop_part}
 
 

@@ -15,16 +15,34 @@ Conventions (decided here, used everywhere in the suite):
 * Numerical zero. The eigenvalues of Sigma are computed as lambda_i = s_i^2 / N from the singular values
   s_i of Z_c (never by squaring Z into a Gram matrix). A singular value of Z_c counts as exactly zero
   when s_i <= rtol * s_max(z), with s_max(z) the largest singular value of the UNCENTRED z and, by
-  default, rtol = max(N, D) * eps(dtype of z) (numpy.linalg.matrix_rank's rule; eps of float64 for
-  integer input). Measuring against the uncentred scale matters: for rows that are equal up to
-  round-off, Z_c is pure round-off noise and a tolerance relative to s_max(Z_c) would report an
-  arbitrary rank. Pass ``rtol=0.0`` to keep every non-zero eigenvalue.
+  default,
+
+      rtol = 10 * eps(dtype of z) + max(N, D) * eps(float64)
+
+  (eps of float64 for integer input). The first term is the round-off already present in z: z holds
+  each entry to a relative error u = eps/2, i.e. z = z_exact + E with |E_ij| <= u |z_ij|. Centring is
+  an orthogonal projection, so it does not enlarge E, and ||E||_2 <= 2 u s_max(z) both for a per-row
+  scaling error (E = diag(d) z, the coherent error of an L2 normalisation, <= u ||z||_2) and for
+  independent entry-wise errors (||E||_2 ~ largest row norm + largest column norm of E, each
+  <= u s_max(z)); the factor 10 (5x that bound) covers inputs that went through a few rounded
+  operations. The second term is numpy.linalg.matrix_rank's rule for the float64 centring and SVD done
+  here; it dominates only for float64 input. Measuring against the uncentred scale matters: for rows
+  that are equal up to round-off, Z_c is pure round-off noise and a tolerance relative to s_max(Z_c)
+  would report an arbitrary rank. The cut stays at the round-off level, so it does not remove real
+  variance of low-precision data (float16 / bfloat16 isotropic data keeps its float64 stable rank) or
+  of data with a large mean offset (float32 10 + 0.01 x: its variance is ~1e4 x eps away from the
+  offset and is kept). An earlier version used rtol = max(N, D) * eps(dtype of z), which wiped
+  the whole spectrum in both cases. Pass ``rtol=0.0`` to keep every non-zero eigenvalue.
 * Zero covariance (all rows equal, or z == 0): stable_rank = entropy_rank = 0.0 — there is no variance
   in any direction, so no direction is used; the usual ranges [1, D] apply whenever Sigma != 0.
   Likewise rankme(0) = 0.0 (the normalised singular values 0/0 are undefined; RankMe's epsilon would
   otherwise turn an all-zero matrix into "rank" ~1).
 * L2 normalisation (alignment, uniformity, ``mean_norm(normalize=True)``) maps a zero row to the zero
-  vector (it has no direction), so collapsed inputs still give finite values.
+  vector (it has no direction), so collapsed inputs still give finite values. It is exact and scale
+  invariant for any non-zero row, however tiny (rows are divided by their largest entry first). The
+  losses in :mod:`clop.losses` instead divide by max(||z||, 1e-6) so that their GRADIENT stays bounded
+  at a zero row; metrics are computed on detached values, need no such floor, and keep exact scale
+  invariance. Both map a zero row to the zero vector.
 
 References
 ----------
@@ -47,11 +65,14 @@ through alignment and uniformity on the hypersphere", ICML, Eqs. (4)-(5) with de
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
 import torch
+
+from clop._checks import check_nonnegative as _check_nonnegative
+from clop._checks import check_positive as _check_positive
+from clop._checks import check_size as _check_size
 
 __all__ = [
     "singular_values",
@@ -64,6 +85,7 @@ __all__ = [
     "uniformity",
     "mean_norm",
     "collapse_metrics",
+    "default_rtol",
 ]
 
 
@@ -103,14 +125,6 @@ def _need_rows(z: torch.Tensor, name: str, minimum: int, what: str) -> None:
         raise ValueError(f"{name} needs at least N = {minimum} rows for {what}; got shape {tuple(z.shape)}")
 
 
-def _positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and (value > 0 or (allow_zero and value == 0)):
-        return float(value)
-    bound = ">= 0" if allow_zero else "> 0"
-    raise ValueError(f"{name} must be a finite real number {bound}; got {value!r}")
-
-
 def _rescaled(z: torch.Tensor) -> tuple[torch.Tensor, float]:
     """z / max|z| and the scale (1.0 for z == 0): keeps squares away from float64 over/underflow."""
     s = float(z.abs().max())
@@ -131,15 +145,31 @@ def _unit_rows(z: torch.Tensor) -> torch.Tensor:
 # spectrum
 
 
+_ROUNDOFF_FACTOR = 10.0  # multiple of eps(input dtype) in the default rtol (see module doc)
+
+
+def default_rtol(n: int, d: int, eps: float) -> float:
+    """Default relative cut of the rank metrics for an (n, d) input whose dtype has machine epsilon ``eps``.
+
+    rtol = 10 * eps + max(n, d) * eps(float64): input round-off plus the float64 centring/SVD done here
+    (module doc, "Numerical zero"). E.g. ``default_rtol(n, d, torch.finfo(torch.bfloat16).eps)``.
+    """
+    n = _check_size("n", n)
+    d = _check_size("d", d)
+    eps = _check_nonnegative("eps", eps)
+    return _ROUNDOFF_FACTOR * eps + max(n, d) * torch.finfo(torch.float64).eps
+
+
 def _centered_weights(
     zs: torch.Tensor, eps: float, rtol: float | None, ref: float | None = None
 ) -> torch.Tensor:
     """Thresholded squared singular values of the centred, rescaled zs: proportional to Sigma's eigenvalues.
 
-    Returns a (min(N, D),) descending float64 tensor; entries below the tolerance are set to 0.
+    Returns a (min(N, D),) descending float64 tensor; entries <= rtol * s_max(zs) (``ref``, the largest
+    singular value of the uncentred zs) are set to 0. ``eps``: machine epsilon of the input's dtype.
     """
     n, d = zs.shape
-    tol_rel = max(n, d) * eps if rtol is None else rtol
+    tol_rel = default_rtol(n, d, eps) if rtol is None else rtol
     if ref is None:
         ref = float(torch.linalg.matrix_norm(zs, ord=2))  # s_max of the uncentred (rescaled) matrix
     s = torch.linalg.svdvals(zs - zs.mean(dim=0, keepdim=True))
@@ -179,7 +209,7 @@ def covariance_eigenvalues(z: Any, *, rtol: float | None = None) -> torch.Tensor
     t, eps = _as_matrix(z)
     _need_rows(t, "z", 2, "a covariance")
     if rtol is not None:
-        rtol = _positive("rtol", rtol, allow_zero=True)
+        rtol = _check_nonnegative("rtol", rtol)
     zs, scale = _rescaled(t)
     w = _centered_weights(zs, eps, rtol) * (scale * scale / t.shape[0])
     out = torch.zeros(t.shape[1], dtype=torch.float64, device=t.device)
@@ -207,12 +237,13 @@ def stable_rank(z: Any, *, rtol: float | None = None) -> float:
     """Stable rank of the embedding covariance: srank(Sigma) = (tr Sigma)^2 / ||Sigma||_F^2.
 
     Definition of ../shared/papers/004_6e59cad3ac889e06.txt ("Effective Rank"); in [1, D] when Sigma != 0,
-    and 0.0 when Sigma == 0 (see module doc). z: (N, D), N >= 2. Scale invariant.
+    and 0.0 when Sigma == 0 (see module doc). z: (N, D), N >= 2. Scale invariant. ``rtol``: singular values
+    of the centred z at or below rtol * s_max(z) count as zero; None: :func:`default_rtol` (module doc).
     """
     t, eps = _as_matrix(z)
     _need_rows(t, "z", 2, "a covariance")
     if rtol is not None:
-        rtol = _positive("rtol", rtol, allow_zero=True)
+        rtol = _check_nonnegative("rtol", rtol)
     return _stable_rank_from(_centered_weights(_rescaled(t)[0], eps, rtol))
 
 
@@ -220,12 +251,13 @@ def entropy_rank(z: Any, *, rtol: float | None = None) -> float:
     """Entropy rank of the embedding covariance: erank(Sigma) = exp(-sum_i p_i log p_i), p_i = lambda_i / sum_j lambda_j.
 
     Definition of ../shared/papers/004_6e59cad3ac889e06.txt ("Effective Rank"), with 0 log 0 = 0;
-    in [1, D] when Sigma != 0 and 0.0 when Sigma == 0. z: (N, D), N >= 2. Scale invariant.
+    in [1, D] when Sigma != 0 and 0.0 when Sigma == 0. z: (N, D), N >= 2. Scale invariant. ``rtol``: as in
+    :func:`stable_rank`.
     """
     t, eps = _as_matrix(z)
     _need_rows(t, "z", 2, "a covariance")
     if rtol is not None:
-        rtol = _positive("rtol", rtol, allow_zero=True)
+        rtol = _check_nonnegative("rtol", rtol)
     return _entropy_rank_from(_centered_weights(_rescaled(t)[0], eps, rtol))
 
 
@@ -244,7 +276,7 @@ def rankme(z: Any, eps: float = 1e-7) -> float:
     eps = 1e-7 as in the RankMe paper. Scale invariant. Returns 0.0 for z == 0 (see module doc).
     """
     t, _ = _as_matrix(z)
-    eps = _positive("eps", eps, allow_zero=True)
+    eps = _check_nonnegative("eps", eps)
     return _rankme_from(torch.linalg.svdvals(_rescaled(t)[0]), eps)
 
 
@@ -262,7 +294,7 @@ def alignment(z1: Any, z2: Any, alpha: float = 2) -> float:
     b, _ = _as_matrix(z2, "z2")
     if a.shape != b.shape:
         raise ValueError(f"z1 and z2 must have the same shape (N, D); got z1 {tuple(a.shape)} and z2 {tuple(b.shape)}")
-    alpha = _positive("alpha", alpha)
+    alpha = _check_positive("alpha", alpha)
     if a.device != b.device:
         b = b.to(a.device)
     d = torch.linalg.vector_norm(_unit_rows(a) - _unit_rows(b), dim=1)
@@ -278,22 +310,22 @@ def uniformity(z: Any, t: float = 2, *, block_size: int = 1024) -> float:
     """
     x, _ = _as_matrix(z)
     _need_rows(x, "z", 2, "pairwise distances")
-    t = _positive("t", t)
-    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or block_size < 1:
-        raise ValueError(f"block_size must be an integer >= 1; got {block_size!r}")
+    t = _check_positive("t", t)
+    block_size = _check_size("block_size", block_size)
     u = _unit_rows(x)
     n = u.shape[0]
     sq = (u * u).sum(dim=1)
+    j = torch.arange(n, device=u.device)[None, :]
     parts = []
     for start in range(0, n - 1, block_size):
         stop = min(start + block_size, n - 1)
         rows = u[start:stop]
-        # squared distances from rows start..stop-1 to every later row (upper triangle only)
-        d2 = sq[start:stop, None] + sq[None, :] - 2.0 * rows @ u.T
-        d2 = d2.clamp_min(0.0)
+        # squared distances from rows start..stop-1 to every row; pairs j <= i (diagonal and lower
+        # triangle) get -inf in the exponent, so only i < j counts (no boolean indexing: fixed shapes)
+        d2 = (sq[start:stop, None] + sq[None, :] - 2.0 * rows @ u.T).clamp_min_(0.0)
         i = torch.arange(start, stop, device=u.device)[:, None]
-        j = torch.arange(n, device=u.device)[None, :]
-        parts.append(torch.logsumexp((-t * d2)[j > i], dim=0))
+        expo = (d2.mul_(-t)).masked_fill_(j <= i, float("-inf"))
+        parts.append(torch.logsumexp(expo.flatten(), dim=0))
     n_pairs = n * (n - 1) / 2
     return float(torch.logsumexp(torch.stack(parts), dim=0) - math.log(n_pairs))
 
@@ -320,8 +352,7 @@ def collapse_metrics(z: Any, top: int = 5) -> dict[str, float]:
     """
     x, eps = _as_matrix(z)
     _need_rows(x, "z", 2, "collapse metrics")
-    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 0:
-        raise ValueError(f"top must be an integer >= 0; got {top!r}")
+    top = _check_size("top", top, minimum=0)
     xs, scale = _rescaled(x)
     s = torch.linalg.svdvals(xs)
     w = _centered_weights(xs, eps, None, ref=float(s[0]))

@@ -27,21 +27,11 @@ import numbers
 
 import torch
 
+from clop._checks import check_dtype as _check_dtype
+from clop._checks import check_size as _check_size
 from clop._device import default_device
 
 __all__ = ["orthonormal", "simplex_etf", "gaussian_draw"]
-
-
-def _check_size(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
-
-
-def _check_dtype(dtype: object) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating-point torch.dtype (e.g. torch.float32); got {dtype!r}")
-    return dtype
 
 
 def _generator(seed: int | None) -> torch.Generator:
@@ -144,12 +134,12 @@ def simplex_etf(
         seed, dtype, device: as in :func:`orthonormal`.
 
     Raises:
-        ValueError: k < 2, dim < 1, k > dim + 1, bad seed or dtype.
+        ValueError: k or dim not a positive integer, k outside [2, dim + 1], bad seed or dtype.
     """
-    k = _check_size("k", k, minimum=2)
+    k = _check_size("k", k)
     dim = _check_size("dim", dim)
-    if k > dim + 1:
-        raise ValueError(f"a simplex ETF of k points needs k <= dim + 1; got k={k}, dim={dim}")
+    if not 2 <= k <= dim + 1:
+        raise ValueError(f"simplex ETF needs 2 <= k <= dim + 1; got k={k}, dim={dim}")
     dtype = _check_dtype(dtype)
     dev = default_device(device)
     q = _orthonormal_f64(k - 1, dim, _generator(seed))

@@ -161,6 +161,8 @@ def ref_clop(z, labels, protos, similarity, lam, reduction):
                 total += sum(abs(x) for x in diffs)
     if reduction == "mean" and count:
         total /= count
+    if reduction == "batch":
+        total /= len(rows)
     return lam * total
 
 
@@ -316,10 +318,59 @@ def test_clop_term_no_labeled_sample_is_zero_with_zero_grad(similarity, reductio
 
 @pytest.mark.parametrize("similarity", L.SIMILARITIES)
 def test_clop_term_gradient_finite_at_prototype(similarity):
-    c = P.orthonormal(2, 3, seed=0, dtype=torch.float64, device="cpu")
-    z = c.clone().requires_grad_(True)
-    L.clop_term(z, torch.tensor([0, 1]), c, similarity=similarity).backward()
+    """z / ||z|| == c bit for bit (2 e_i / 2 = e_i exactly): the norm of z/||z|| - c is at its kink."""
+    c = torch.eye(3, 4, dtype=torch.float64)
+    z = (2 * c).requires_grad_(True)
+    y = torch.tensor([0, 1, 2])
+    assert torch.equal(z.detach() / torch.linalg.vector_norm(z.detach(), dim=1, keepdim=True), c)
+    out = L.clop_term(z, y, c, similarity=similarity)
+    assert float(out.detach()) == 0.0
+    out.backward()
     assert torch.isfinite(z.grad).all()
+
+
+_ZERO_ROW_LOSSES = {
+    "infonce": lambda a, b: L.info_nce(a, b),
+    "dcl": lambda a, b: L.dcl(a, b),
+    "supcon": lambda a, b: L.supcon(a, b, torch.tensor([0, 1, 0, -1, 2])),
+    "clop_cosine": lambda a, b: L.clop_term(a, torch.tensor([0, 1, 0, -1, 2]), torch.eye(3, 4, dtype=a.dtype)),
+    "clop_euclidean": lambda a, b: L.clop_term(
+        a, torch.tensor([0, 1, 0, -1, 2]), torch.eye(3, 4, dtype=a.dtype), similarity="euclidean"
+    ),
+    "clop_manhattan": lambda a, b: L.clop_term(
+        a, torch.tensor([0, 1, 0, -1, 2]), torch.eye(3, 4, dtype=a.dtype), similarity="manhattan"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_ZERO_ROW_LOSSES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradient_bounded_at_zero_row(name, dtype):
+    """A zero embedding row: normalisation by max(||z||, 1e-6) keeps the gradient finite and < 1e7
+    (F.normalize's 1e-12 floor gave ~1e12 there)."""
+    z1, z2 = _pair(9, n=5, d=4)
+    z1, z2 = z1.to(dtype), z2.to(dtype)
+    z1[0] = 0.0
+    z2[2] = 0.0
+    z1.requires_grad_(True)
+    z2.requires_grad_(True)
+    out = _ZERO_ROW_LOSSES[name](z1, z2)
+    assert math.isfinite(float(out.detach()))
+    out.backward()
+    grads = [g for g in (z1.grad, z2.grad) if g is not None]
+    for g in grads:
+        assert torch.isfinite(g).all()
+        assert float(g.abs().max()) < 1e7
+    assert float(z1.grad[0].abs().max()) > 0  # the zero row does get a (bounded) gradient
+
+
+def test_unit_rows_floor_only_below_1e_6():
+    z = torch.tensor([[3.0, 4.0], [3e-6, 4e-6], [3e-7, 4e-7], [0.0, 0.0]], dtype=torch.float64)
+    u = L._unit_rows(z)
+    assert torch.allclose(u[0], torch.tensor([0.6, 0.8], dtype=torch.float64), rtol=1e-15)
+    assert torch.allclose(u[1], torch.tensor([0.6, 0.8], dtype=torch.float64), rtol=1e-12)  # norm 5e-6: exact
+    assert torch.allclose(u[2], torch.tensor([0.3, 0.4], dtype=torch.float64), rtol=1e-12)  # norm 5e-7: z / 1e-6
+    assert torch.equal(u[3], torch.zeros(2, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("similarity", L.SIMILARITIES)
@@ -346,6 +397,76 @@ def test_clop_term_mean_is_sum_over_count(similarity):
     assert m == pytest.approx(s / 5, rel=1e-13)
 
 
+@pytest.mark.parametrize("similarity", L.SIMILARITIES)
+def test_clop_term_batch_is_sum_over_batch_size(similarity):
+    """ "batch" divides by N = 7 (all samples), not by the 5 labeled ones."""
+    c = P.orthonormal(3, 5, seed=0, dtype=torch.float64, device="cpu")
+    y = torch.tensor([0, -1, 2, 2, -1, 1, 0])
+    z = _randn(7, 7, 5)
+    s = float(L.clop_term(z, y, c, similarity=similarity, lam=0.9, reduction="sum"))
+    b = float(L.clop_term(z, y, c, similarity=similarity, lam=0.9, reduction="batch"))
+    assert s > 0.1
+    assert b == pytest.approx(s / 7, rel=1e-13)
+
+
+@pytest.mark.parametrize("similarity", L.SIMILARITIES)
+@pytest.mark.parametrize("reduction", L.REDUCTIONS)
+def test_clop_term_unlabeled_rows_cannot_poison(similarity, reduction):
+    """Unlabeled rows are zeroed with torch.where: even inf/NaN there changes neither value nor gradient."""
+    c = P.orthonormal(3, 5, seed=2, dtype=torch.float64, device="cpu")
+    y = torch.tensor([0, -1, 2, -1, 1])
+    z = _randn(11, 5, 5)
+    bad = z.clone()
+    bad[1] = float("nan")
+    bad[3] = float("inf")
+    outs = []
+    for x in (z, bad):
+        x = x.clone().requires_grad_(True)
+        out = L.clop_term(x, y, c, similarity=similarity, reduction=reduction)
+        out.backward()
+        outs.append((float(out.detach()), x.grad))
+    assert outs[0][0] == outs[1][0] and math.isfinite(outs[1][0])
+    assert torch.equal(outs[0][1], outs[1][1])
+    assert torch.equal(outs[1][1][y < 0], torch.zeros(2, 5, dtype=torch.float64))
+
+
+# ------------------------------------------------------------------------------------------
+# Gradients against finite differences (torch.autograd.gradcheck, float64)
+# ------------------------------------------------------------------------------------------
+
+_GRADCHECK_LOSSES = {
+    "info_nce": lambda a, b: L.info_nce(a, b, 0.5),
+    "dcl": lambda a, b: L.dcl(a, b, 0.3),
+    "supcon": lambda a, b: L.supcon(a, b, torch.tensor([0, 1, 0, -1]), 0.4),
+    "barlow_twins": lambda a, b: L.barlow_twins(a, b, 0.05),
+    "barlow_twins_paper": lambda a, b: L.barlow_twins(a, b, 0.05, eps=0.0, unbiased=True),
+    "vicreg": lambda a, b: L.vicreg(0.3 * a, 0.3 * b),  # scale 0.3: every hinge active, away from its kink
+}
+
+
+@pytest.mark.parametrize("name", sorted(_GRADCHECK_LOSSES))
+def test_gradcheck_losses(name):
+    z1, z2 = _pair(21, n=4, d=3)
+    z1.requires_grad_(True)
+    z2.requires_grad_(True)
+    assert torch.autograd.gradcheck(_GRADCHECK_LOSSES[name], (z1, z2), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("similarity", L.SIMILARITIES)
+@pytest.mark.parametrize("reduction", L.REDUCTIONS)
+def test_gradcheck_clop_term(similarity, reduction):
+    c = P.orthonormal(3, 4, seed=3, dtype=torch.float64, device="cpu")
+    y = torch.tensor([0, -1, 2, 1, 0])
+    z = _randn(22, 5, 4, scale=2.0).requires_grad_(True)
+    fn = lambda x: L.clop_term(x, y, c, similarity=similarity, lam=0.7, reduction=reduction)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (z,), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_gradcheck_l_class():
+    x = _randn(23, 2, 3, 4).requires_grad_(True)
+    assert torch.autograd.gradcheck(L.l_class, (x,), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
 def test_l_class_of_etf_and_orthonormal():
     for k, m in [(2, 2), (5, 8), (10, 10), (7, 30)]:
         etf = P.simplex_etf(k, m, seed=k, dtype=torch.float64, device="cpu")
@@ -357,6 +478,42 @@ def test_l_class_of_etf_and_orthonormal():
 # ------------------------------------------------------------------------------------------
 # Modules, objective, registry
 # ------------------------------------------------------------------------------------------
+
+
+def test_clop_loss_custom_prototypes_unit_rows_cast_and_copied():
+    c64 = P.orthonormal(3, 5, seed=4, dtype=torch.float64, device="cpu")
+    loss = L.CLOPLoss(3, 5, prototypes=c64, similarity="euclidean", device="cpu")
+    assert loss.prototype_kind == "custom"
+    assert loss.prototypes.dtype == torch.float32 and loss.prototypes.device.type == "cpu"
+    assert torch.equal(loss.prototypes, c64.float())
+    c64.mul_(2.0)  # the buffer is a copy
+    assert torch.equal(loss.prototypes * 2.0, c64.float())
+    # same dtype rule as generated prototypes, and the dtype option applies to both
+    gen = L.CLOPLoss(3, 5, seed=4, device="cpu")
+    assert gen.prototypes.dtype == loss.prototypes.dtype
+    keep = L.CLOPLoss(3, 5, prototypes=c64 / 2.0, dtype=torch.float64, device="cpu")
+    assert keep.prototypes.dtype == torch.float64 and torch.equal(keep.prototypes, c64 / 2.0)
+    assert torch.equal(
+        L.CLOPLoss(3, 5, seed=4, dtype=torch.float64, device="cpu").prototypes,
+        P.orthonormal(3, 5, seed=4, dtype=torch.float64, device="cpu"),
+    )
+    # unit rows up to float16 round-off are accepted
+    L.CLOPLoss(3, 5, prototypes=(c64 / 2.0).half(), device="cpu")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        2.0 * torch.eye(3, 5),  # norm 2
+        torch.randn(3, 5, generator=torch.Generator().manual_seed(0)),  # raw Gaussian draw
+        torch.eye(3, 5) * (1 + 1e-3),  # off by 1e-3 in float32
+        torch.zeros(3, 5),
+        torch.full((3, 5), float("nan")),
+    ],
+)
+def test_clop_loss_custom_prototypes_must_be_unit(bad):
+    with pytest.raises(ValueError, match=r"^prototypes tensor must have unit rows"):
+        L.CLOPLoss(3, 5, prototypes=bad, device="cpu")
 
 
 def test_clop_loss_buffer_state_dict_and_dtype():
@@ -382,6 +539,122 @@ def test_clop_loss_forward_matches_loop(similarity, reduction):
     loss = loss.to(torch.float64)
     z, y = _randn(8, 6, 5), _labels(8, 6)
     assert float(loss(z, y)) == pytest.approx(ref_clop(z, y, loss.prototypes, similarity, 0.5, reduction), rel=1e-12)
+
+
+@pytest.mark.parametrize("similarity", L.SIMILARITIES)
+@pytest.mark.parametrize("reduction", L.REDUCTIONS)
+def test_clop_term_maths_has_no_data_dependent_shapes(similarity, reduction):
+    """The maths after validation runs under torch.func.vmap, which rejects boolean indexing and .item():
+    a CPU-checkable proxy for "no host sync"."""
+    c = P.orthonormal(3, 4, seed=0, dtype=torch.float64, device="cpu")
+    y = torch.tensor([[0, -1, 2, 1, -1], [-1, -1, -1, -1, -1]])
+    z = _randn(30, 2, 5, 4)
+    batched = torch.func.vmap(lambda zz, yy: L._clop_term(zz, yy, c, similarity, 0.5, reduction))(z, y)
+    for i in range(2):
+        one = L.clop_term(z[i], y[i], c, similarity=similarity, lam=0.5, reduction=reduction)
+        assert float(batched[i]) == pytest.approx(float(one), rel=1e-14, abs=0.0)
+    assert float(batched[1]) == 0.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_no_host_sync_after_validation_on_cuda():  # pragma: no cover - no GPU on CI
+    c = P.orthonormal(3, 4, seed=0, device="cuda")
+    z1, z2 = torch.randn(2, 6, 4, device="cuda")
+    y = torch.tensor([0, -1, 2, 1, -1, 0], device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for reduction in L.REDUCTIONS:
+            L._clop_term(torch.cat([z1, z2]), torch.cat([y, y]), c, "cosine", 1.0, reduction)
+        L._supcon(z1, z2, y, 0.1)
+        L.info_nce(z1, z2)
+        L.dcl(z1, z2)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def _ref_info_nce_sum(z1, z2, t):
+    """Eq. (1) as printed: a SUM over the 2N anchors (loop, no division)."""
+    u = _views(z1, z2)
+    m = len(u)
+    total = 0.0
+    for i in range(m):
+        p = (i + m // 2) % m
+        denom = sum(math.exp(_dot(u[i], u[a]) / t) for a in range(m) if a != i)
+        total += -math.log(math.exp(_dot(u[i], u[p]) / t) / denom)
+    return total
+
+
+@pytest.mark.parametrize("similarity", L.SIMILARITIES)
+def test_objective_batch_is_eq4_as_printed_over_2n(similarity):
+    """Eq. (4) with both sums as printed (sum-form InfoNCE + lam * sum over labeled views of both
+    views), divided by 2N, equals CLOPObjective with the mean InfoNCE and reduction="batch"."""
+    n, lam, t = 6, 0.8, 0.5
+    z1, z2 = _pair(12, n=n)
+    y = torch.tensor([0, -1, 2, 1, -1, 0])
+    clop = L.CLOPLoss(3, 4, lam=lam, similarity=similarity, reduction="batch", seed=2, device="cpu")
+    clop = clop.to(torch.float64)
+    out = L.CLOPObjective(L.InfoNCELoss(t), clop)(z1, z2, y)
+    c = _rows(clop.prototypes)
+    clop_sum = 0.0  # loop over both views, labeled samples only
+    for view in (z1, z2):
+        for row, label in zip(_rows(view), y.tolist()):
+            if label < 0:
+                continue
+            if similarity == "cosine":
+                clop_sum += 1.0 - _dot(_unit(row), _unit(c[label]))
+            else:
+                diffs = [a - b for a, b in zip(_unit(row), c[label])]
+                clop_sum += math.sqrt(sum(x * x for x in diffs)) if similarity == "euclidean" else sum(map(abs, diffs))
+    expected = (_ref_info_nce_sum(z1, z2, t) + lam * clop_sum) / (2 * n)
+    assert float(out["loss"]) == pytest.approx(expected, rel=1e-12)
+    assert float(out["clop"]) == pytest.approx(lam * clop_sum / (2 * n), rel=1e-12)
+
+
+def test_objective_sum_reduction_grows_with_batch_while_batch_does_not():
+    """The documented scale issue: with "sum" the CLOP part is ~2N x (1 - cos); "batch" is ~1 for any N."""
+    ratios = {}
+    for n in (16, 128):
+        g = torch.Generator().manual_seed(n)
+        z1, z2 = torch.randn(2, n, 32, generator=g, dtype=torch.float64)
+        y = torch.randint(0, 10, (n,), generator=g)
+        clop = L.CLOPLoss(10, 32, seed=0, device="cpu").to(torch.float64)
+        s = L.CLOPObjective(L.SupConLoss(), clop)(z1, z2, y)
+        clop.reduction = "batch"
+        b = L.CLOPObjective(L.SupConLoss(), clop)(z1, z2, y)
+        assert float(s["contrastive"]) == float(b["contrastive"])
+        assert float(b["clop"]) == pytest.approx(float(s["clop"]) / (2 * n), rel=1e-12)
+        ratios[n] = float(s["clop"]) / float(s["contrastive"])
+        assert 0.8 < float(b["clop"]) < 1.2  # 1 - cos of random directions
+    assert ratios[128] / ratios[16] > 4  # x8 batch: the "sum" weight grows ~ N (log factor from SupCon)
+
+
+@pytest.mark.parametrize("base", ["infonce", "supcon", "barlowtwins"])
+def test_objective_checks_labels_once(base, monkeypatch):
+    """One range check (one host sync) per forward, also with a SupCon base."""
+    calls = []
+    original = L._check_labels
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("num_classes"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(L, "_check_labels", counting)
+    clop = L.CLOPLoss(3, 4, seed=1, device="cpu").to(torch.float64)
+    obj = L.CLOPObjective(L.make_loss(base), clop)
+    z1, z2 = _pair(4, n=6)
+    out = obj(z1, z2, _labels(4, 6))
+    assert calls == [3]  # once, with the prototype count
+    with pytest.raises(ValueError, match="labels must be < k=3"):
+        obj(z1, z2, torch.tensor([0, 1, 3, -1, 0, 0]))
+    with pytest.raises(ValueError, match="labels must be >= -1"):
+        obj(z1, z2, torch.tensor([0, 1, -2, -1, 0, 0]))
+    # the SupCon fast path gives the same numbers as the two public functions
+    if base == "supcon":
+        y = _labels(4, 6)
+        assert float(out["contrastive"]) == pytest.approx(float(L.supcon(z1, z2, y)), rel=1e-14)
+        both = L.clop_term(torch.cat([z1, z2]), torch.cat([y, y]), clop.prototypes)
+        assert float(out["clop"]) == pytest.approx(float(both), rel=1e-14)
 
 
 @pytest.mark.parametrize("name", sorted(L.LOSSES))
@@ -462,6 +735,24 @@ def test_temperature_must_be_positive(fn, t):
 def test_module_temperature_validated(cls):
     with pytest.raises(ValueError, match="temperature"):
         cls(temperature=0.0)
+
+
+@pytest.mark.parametrize("eps", [0.0, -1e-4, float("nan"), float("inf")])
+def test_vicreg_eps_must_be_positive(eps):
+    z = torch.randn(4, 3)
+    with pytest.raises(ValueError, match=r"^eps must be a finite real number > 0; got"):
+        L.vicreg(z, z, eps=eps)
+    with pytest.raises(ValueError, match=r"^eps must be"):
+        L.VICRegLoss(eps=eps)
+
+
+def test_vicreg_constant_dimension_has_finite_gradient():
+    """Why eps > 0: a constant dimension has std 0, and d sqrt(v)/dv is infinite at v = 0."""
+    z1, z2 = _pair(5, n=6)
+    z1[:, 1] = 0.7
+    z1.requires_grad_(True)
+    L.vicreg(z1, z2).backward()
+    assert torch.isfinite(z1.grad).all()
 
 
 def test_label_and_choice_validation():

@@ -220,6 +220,49 @@ def test_small_but_real_variance_is_kept():
     assert int((covariance_eigenvalues(z) > 0).sum()) == 2
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("n,d", [(1024, 64), (300, 100)])
+def test_low_precision_isotropic_data_keeps_its_rank(dtype, n, d):
+    """Half-precision storage rounds each entry by ~eps/2; the rank cut must not read that as 'no variance'.
+
+    Reference 1: the same rounded numbers given as float64 (only the tolerance differs: identical unless the
+    cut removes real singular values). Reference 2: the unrounded float64 data (the rounding itself moves the
+    stable rank by ~eps only).
+    """
+    z64 = torch.randn(n, d, generator=torch.Generator().manual_seed(n + d), dtype=torch.float64)
+    low = z64.to(dtype)
+    for fn in (stable_rank, entropy_rank):
+        assert fn(low) == pytest.approx(fn(low.double()), rel=1e-12)
+        assert fn(low) == pytest.approx(fn(z64), rel=1e-2)
+    assert stable_rank(low) > 0.5 * d
+    eig = covariance_eigenvalues(low)
+    assert int((eig > 0).sum()) == d  # no real direction is cut
+
+
+def test_float32_data_with_mean_offset_keeps_its_rank():
+    """10 + 0.01 x in float32: the variance is ~1e-3 of the offset, i.e. 1e4 eps(float32) above round-off.
+
+    (The former cut, max(N, D) eps s_max(z), returned 0.0 here, and for (4096, 256) as well.)
+    """
+    z64 = 10.0 + 0.01 * torch.randn(1024, 64, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    z32 = z64.float()
+    ref_sr, ref_er = stable_rank(z64), entropy_rank(z64)
+    assert ref_sr > 50  # sanity of the reference (Marchenko-Pastur: ~ D / (1 + D/N) = 60)
+    assert stable_rank(z32) == pytest.approx(ref_sr, rel=1e-3)
+    assert entropy_rank(z32) == pytest.approx(ref_er, rel=1e-3)
+    assert collapse_metrics(z32)["stable_rank"] == pytest.approx(ref_sr, rel=1e-3)
+
+
+def test_default_rtol():
+    eps32 = torch.finfo(torch.float32).eps
+    eps64 = torch.finfo(torch.float64).eps
+    assert metrics.default_rtol(4096, 256, eps32) == pytest.approx(10 * eps32 + 4096 * eps64, rel=1e-15)
+    with pytest.raises(ValueError, match=r"^n must be"):
+        metrics.default_rtol(0, 3, eps32)
+    with pytest.raises(ValueError, match=r"^eps must be"):
+        metrics.default_rtol(3, 3, -1.0)
+
+
 # ---------------------------------------------------------------- collapsed inputs
 
 
@@ -240,6 +283,18 @@ def test_roundoff_equal_rows_count_as_no_variance():
     # without the tolerance the round-off noise would be read as a spread-out spectrum
     assert stable_rank(z, rtol=0.0) > 1.5
     assert entropy_rank(z, rtol=0.0) > 1.5
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("n,d", [(400, 32), (2000, 8), (64, 256)])
+def test_roundoff_equal_rows_in_every_precision(dtype, n, d):
+    """Rows normalised in the storage dtype (coherent per-row round-off, the worst case for the cut)."""
+    g = torch.Generator().manual_seed(n + d)
+    x = torch.randn(1, d, generator=g)
+    c = 0.5 + 1.5 * torch.rand(n, 1, generator=g)
+    z = torch.nn.functional.normalize((c * x).to(dtype), dim=1)
+    assert float(singular_values(z, center=True)[0]) > 0
+    assert stable_rank(z) == 0.0 and entropy_rank(z) == 0.0
 
 
 COLLAPSED = {

@@ -127,7 +127,7 @@ def test_bad_sizes(fn, bad):
 
 
 def test_etf_needs_two_points():
-    with pytest.raises(ValueError, match=r"^k must be an integer >= 2; got 1"):
+    with pytest.raises(ValueError, match=r"^simplex ETF needs 2 <= k <= dim \+ 1; got k=1, dim=4$"):
         simplex_etf(1, 4, device="cpu")
 
 
