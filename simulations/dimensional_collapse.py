@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clop._device import default_device, torch_threads
+from simulations._cli import THREADS_HELP, run_script
 from simulations.lclass import simulate
 
 RANK_RTOL = 1e-10
@@ -159,19 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
     parser.add_argument("--out", default="paper_figures", help="output directory (default paper_figures)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for torch during this run (default 1, as in simulations/lr_bound.py; restored afterwards)")
+                        help=THREADS_HELP)
     args = parser.parse_args(argv)
     if any(k < 3 or k > args.m for k in args.ks):
         parser.error(f"--ks must lie in [3, m={args.m}]; got {args.ks}")
     if not args.eta > 0:
         parser.error(f"--eta must be > 0; got {args.eta}")
-    if args.threads < 1:
-        parser.error(f"--threads must be >= 1; got {args.threads}")
-    dev = default_device(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with torch_threads(args.threads):
-        return _run(args, dev, out)
+    return run_script(parser, args, _run)
 
 
 def _run(args: argparse.Namespace, dev: torch.device, out: Path) -> int:

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clop._device import default_device, torch_threads
+from simulations._cli import THREADS_HELP, run_script
 from simulations.lclass import (
     COLLAPSE_TOL,
     finite_horizon_threshold,
@@ -207,21 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
     parser.add_argument("--out", default="paper_figures", help="output directory (default paper_figures)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for torch during this run (default 1: the per-step tensors are cache-sized "
-                             "chunks, and on a small shared CPU OpenMP synchronisation per operation costs more "
-                             "than a second thread gains; restored afterwards)")
+                        help=THREADS_HELP)
     args = parser.parse_args(argv)
     if any(k < 3 for k in args.ks):
         parser.error(f"--ks must all be >= 3; got {args.ks}")
     if args.m < 3:
         parser.error(f"--m must be >= 3; got {args.m}")
-    if args.threads < 1:
-        parser.error(f"--threads must be >= 1; got {args.threads}")
-    dev = default_device(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with torch_threads(args.threads):
-        return _run(args, dev, out)
+    return run_script(parser, args, _run)
 
 
 def _run(args: argparse.Namespace, dev: torch.device, out: Path) -> int:
