@@ -15,6 +15,14 @@ THREADS_HELP = ("CPU threads for torch during this run (default 1: the per-step 
                 "restored afterwards)")
 
 
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The flags every figure script takes: --seed, --device, --out, --threads."""
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
+    parser.add_argument("--out", default="paper_figures", help="output directory (default paper_figures)")
+    parser.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+
+
 def run_script(parser: argparse.ArgumentParser, args: argparse.Namespace,
                run: Callable[[argparse.Namespace, torch.device, Path], int]) -> int:
     """Check ``--threads``, resolve ``--device``, create ``--out``, and call ``run(args, device, out)``

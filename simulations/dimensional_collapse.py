@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from simulations._cli import THREADS_HELP, run_script
+from simulations._cli import add_run_args, run_script
 from simulations.lclass import simulate
 
 RANK_RTOL = 1e-10
@@ -155,11 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300, help="gradient steps (default 300: the mean is at round-off by then)")
     parser.add_argument("--trials", type=int, default=10, help="independent starts per k (default 10)")
     parser.add_argument("--record-every", type=int, default=5, help="record the spectrum every this many steps (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
-    parser.add_argument("--out", default="paper_figures", help="output directory (default paper_figures)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help=THREADS_HELP)
+    add_run_args(parser)
     args = parser.parse_args(argv)
     if any(k < 3 or k > args.m for k in args.ks):
         parser.error(f"--ks must lie in [3, m={args.m}]; got {args.ks}")

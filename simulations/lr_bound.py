@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from simulations._cli import THREADS_HELP, run_script
+from simulations._cli import add_run_args, run_script
 from simulations.lclass import (
     COLLAPSE_TOL,
     finite_horizon_threshold,
@@ -203,11 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=float, default=1e-3, help="search resolution in eta (default 1e-3)")
     parser.add_argument("--spectra-steps", type=int, default=1000, help="steps shown in the spectra panels (default 1000)")
     parser.add_argument("--spectra-every", type=int, default=20, help="record the spectrum every this many steps (default 20)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
-    parser.add_argument("--out", default="paper_figures", help="output directory (default paper_figures)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help=THREADS_HELP)
+    add_run_args(parser)
     args = parser.parse_args(argv)
     if any(k < 3 for k in args.ks):
         parser.error(f"--ks must all be >= 3; got {args.ks}")
