@@ -1,0 +1,276 @@
+"""End-to-end tests of training.pretrain and training.linear_eval on generated CIFAR-format data (CPU).
+
+The smoke run is the real code path (ResNet-50, LARS, warm-up + cosine, the CLOP objective, the
+metrics and the checkpoint) at 16 px with a batch of 16. Budget: about a minute on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from clop import prototypes as clop_prototypes
+from training import data as tdata
+from training import linear_eval, pretrain
+from training.model import ContrastiveModel
+
+TIME_COLUMNS = ["images_per_s", "epoch_seconds"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+def _smoke(out: Path, data_root: Path, *extra: str) -> int:
+    return pretrain.main(["--smoke", "--no-progress", "--out", str(out), "--data-root", str(data_root), *extra])
+
+
+def _probe(run: Path, *extra: str) -> int:
+    return linear_eval.main(["--run", str(run), "--no-progress", "--workers", "0", "--epochs", "20", *extra])
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, data_root) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "smoke"
+    assert _smoke(run, data_root) == 0
+    assert _probe(run) == 0
+    return run
+
+
+# ------------------------------------------------------------------------------------ end to end
+
+
+def test_smoke_run_writes_config_metrics_checkpoint_and_labeled_split(smoke_run):
+    cfg = json.loads((smoke_run / "config.json").read_text())
+    assert cfg["dataset"] == "synthetic" and cfg["arch"] == "resnet50" and cfg["image_size"] == 16
+    assert cfg["clop_lambda"] == 1.0 and cfg["label_fraction"] == 0.1
+
+    m = pd.read_csv(smoke_run / "metrics.csv")
+    assert list(m["epoch"]) == [1, 2] and list(m["step"]) == [3, 6]
+    for col in ["loss", "contrastive", "clop", "lr", "stable_rank", "entropy_rank", "sv1", "sv5", "collapsed"]:
+        assert col in m.columns
+    assert np.isfinite(m[["loss", "contrastive", "clop", "stable_rank", "entropy_rank"]].to_numpy()).all()
+    # the total is the sum of its parts (epoch means of per-step values)
+    np.testing.assert_allclose(m["loss"], m["contrastive"] + m["clop"], rtol=1e-6)
+    assert (m["clop"] > 0).all()
+    # ranks of 128-d embeddings of a 64-image batch lie in [1, 64]
+    assert ((m["stable_rank"] >= 1) & (m["entropy_rank"] <= 64)).all()
+
+    labeled = np.load(smoke_run / "labeled_indices.npy")
+    targets = tdata.load_dataset("synthetic", cfg["data_root"], "train").targets
+    np.testing.assert_array_equal(labeled, tdata.labeled_subset(targets, 0.1, cfg["seed"]))
+
+    ckpt = torch.load(smoke_run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 2 and ckpt["config"] == cfg
+    # the CLOP prototypes are saved with the checkpoint and are the seeded orthonormal draw
+    k = tdata.DATASET_INFO["synthetic"].num_classes
+    expected = clop_prototypes.orthonormal(k, cfg["projection_dim"], seed=cfg["seed"], dtype=torch.float32, device="cpu")
+    torch.testing.assert_close(ckpt["objective"]["clop.prototypes"], expected)
+
+
+def test_schedule_in_the_run_follows_warmup_then_cosine(smoke_run):
+    """lr after each epoch = 0.3 x 16/256 x warmup_cosine(step) with 3 warm-up steps of 6 (one warm-up epoch)."""
+    from training.optim import warmup_cosine
+
+    m = pd.read_csv(smoke_run / "metrics.csv")
+    peak = 0.3 * 16 / 256
+    for step, lr in zip(m["step"], m["lr"]):
+        assert lr == pytest.approx(peak * warmup_cosine(step, 6, 3), rel=1e-12)
+
+
+def test_linear_eval_appends_a_results_row_with_every_setting(smoke_run):
+    res = pd.read_csv(smoke_run.parent / "results.csv")
+    assert len(res) == 1
+    row = res.iloc[0]
+    assert 0.0 <= row["top1"] <= row["top5"] <= 1.0
+    for col in ["dataset", "loss", "clop_lambda", "prototypes", "similarity", "label_fraction", "augmentation",
+                "batch_size", "base_lr", "epochs", "seed", "stable_rank", "entropy_rank", "feature_stable_rank"]:
+        assert col in res.columns
+    assert row["probe_train_images"] == len(np.load(smoke_run / "labeled_indices.npy"))
+    assert row["test_images"] == len(tdata.load_dataset("synthetic", row["data_root"], "test").targets)
+    assert json.loads((smoke_run / "linear_eval.json").read_text())["top1"] == pytest.approx(row["top1"])
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(smoke_run, data_root, tmp_path):
+    again = tmp_path / "again"
+    assert _smoke(again, data_root) == 0
+    assert _probe(again, "--results", str(tmp_path / "results.csv")) == 0
+    a = pd.read_csv(smoke_run / "metrics.csv").drop(columns=TIME_COLUMNS)
+    b = pd.read_csv(again / "metrics.csv").drop(columns=TIME_COLUMNS)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    first = pd.read_csv(smoke_run.parent / "results.csv").iloc[0]
+    second = pd.read_csv(tmp_path / "results.csv").iloc[0]
+    assert (first["top1"], first["top5"], first["stable_rank"]) == (second["top1"], second["top5"], second["stable_rank"])
+
+    other = tmp_path / "other"
+    assert _smoke(other, data_root, "--seed", "1", "--arch", "resnet18", "--epochs", "1", "--warmup-epochs", "0") == 0
+    c = pd.read_csv(other / "metrics.csv")
+    assert c.loc[0, "loss"] != a.loc[0, "loss"]
+
+
+# --------------------------------------------------------------------------- labels and the CLOP term
+
+
+def test_unlabeled_samples_never_reach_the_clop_term(data_root, tmp_path, monkeypatch):
+    """Every label the objective sees is -1 unless its image is in the saved labeled subset, and then it is
+    the image's true label; the CLOP term's value equals the term recomputed on the labeled rows only."""
+    seen_items: list[tuple[int, int]] = []
+    original_getitem = tdata.TwoViewDataset.__getitem__
+
+    def spy_getitem(self, i):
+        item = original_getitem(self, i)
+        seen_items.append((int(item[3]), int(item[2])))
+        return item
+
+    batches: list[tuple[torch.Tensor, float, float]] = []
+    original_build = pretrain.build_objective
+
+    def spy_build(cfg, device):
+        objective = original_build(cfg, device)
+        forward = objective.forward
+
+        def recording_forward(z1, z2, labels):
+            out = forward(z1, z2, labels)
+            keep = labels >= 0
+            zl = torch.cat([z1[keep], z2[keep]])
+            yl = torch.cat([labels[keep], labels[keep]])
+            c = objective.clop.prototypes[yl]
+            direct = (1 - torch.nn.functional.cosine_similarity(zl, c, dim=1)).mean() if len(yl) else zl.new_zeros(())
+            batches.append((labels.clone(), float(out["clop"].detach()), float(direct.detach())))
+            return out
+
+        objective.forward = recording_forward
+        return objective
+
+    monkeypatch.setattr(tdata.TwoViewDataset, "__getitem__", spy_getitem)
+    monkeypatch.setattr(pretrain, "build_objective", spy_build)
+    run = tmp_path / "spy"
+    assert _smoke(run, data_root, "--arch", "resnet18", "--label-fraction", "0.3", "--epochs", "1",
+                  "--warmup-epochs", "0") == 0
+
+    labeled = set(np.load(run / "labeled_indices.npy").tolist())
+    targets = tdata.load_dataset("synthetic", data_root, "train").targets
+    assert len(batches) == 3
+    for b, (labels, clop_value, direct) in enumerate(batches):
+        items = seen_items[16 * b: 16 * (b + 1)]
+        assert [lab for _, lab in items] == labels.tolist()
+        for i, lab in items:
+            assert lab == (targets[i] if i in labeled else -1)
+        assert clop_value == pytest.approx(direct, rel=1e-5)
+    assert any((labels == -1).any() for labels, _, _ in batches)
+
+
+# ------------------------------------------------------------------------------- failures and guards
+
+
+def test_nonfinite_loss_stops_with_the_last_good_state_saved(data_root, tmp_path, monkeypatch, capsys):
+    original_build = pretrain.build_objective
+    calls = {"n": 0}
+
+    def poisoned(cfg, device):
+        objective = original_build(cfg, device)
+        forward = objective.forward
+
+        def forward_nan_at_second_step(z1, z2, labels):
+            out = forward(z1, z2, labels)
+            calls["n"] += 1
+            if calls["n"] == 2:
+                out = {k: v * float("nan") for k, v in out.items()}
+            return out
+
+        objective.forward = forward_nan_at_second_step
+        return objective
+
+    monkeypatch.setattr(pretrain, "build_objective", poisoned)
+    run = tmp_path / "nan"
+    assert _smoke(run, data_root, "--arch", "resnet18") == 3
+    assert "nan at epoch 1, step 2" in capsys.readouterr().err
+    assert not (run / "checkpoint.pt").exists(), "no epoch finished, so there is no epoch checkpoint"
+    ckpt = torch.load(run / "last_good.pt", map_location="cpu", weights_only=False)
+    assert ckpt["nonfinite_at"] == {"epoch": 1, "step": 2}
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert ckpt["optimizer"]["state"], "the saved state is the one after the first (good) step"
+
+
+def test_existing_run_is_not_overwritten_unless_asked(data_root, tmp_path, capsys):
+    run = tmp_path / "twice"
+    args = ("--arch", "resnet18", "--epochs", "1", "--warmup-epochs", "0", "--steps-per-epoch", "1")
+    assert _smoke(run, data_root, *args) == 0
+    before = (run / "metrics.csv").read_text()
+    assert _smoke(run, data_root, *args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (run / "metrics.csv").read_text() == before
+    assert _smoke(run, data_root, *args, "--overwrite") == 0
+    assert len(pd.read_csv(run / "metrics.csv")) == 1
+
+
+def test_missing_dataset_fails_at_once_naming_the_path(tmp_path, capsys):
+    empty = tmp_path / "nothing-here"
+    assert pretrain.main(["--dataset", "cifar100", "--data-root", str(empty), "--out", str(tmp_path / "r"),
+                          "--no-progress", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert str(empty) in err and "--download" in err
+
+
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--clop-lambda", "-1"], "clop_lambda"),
+        (["--label-fraction", "0"], "label_fraction"),
+        (["--loss", "vicreg", "--temperature", "0.2"], "temperature"),
+        (["--dataset", "tiny-imagenet", "--projection-dim", "128"], "projection_dim"),
+        (["--warmup-epochs", "5", "--epochs", "2"], "warmup_epochs"),
+        (["--batch-size", "4096"], "batch_size"),
+        (["--image-size", "4"], "image_size"),
+    ],
+)
+def test_bad_settings_fail_with_a_message_naming_the_setting(flags, needle, data_root, tmp_path, capsys):
+    assert _smoke(tmp_path / "bad", data_root, *flags) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_smoke_keeps_flags_the_user_gave():
+    cfg, _ = pretrain.config_from_args(["--smoke", "--batch-size", "1024", "--dataset", "cifar100"])
+    assert cfg.batch_size == 1024 and cfg.dataset == "cifar100" and cfg.image_size == 16
+    cfg, _ = pretrain.config_from_args(["--smoke"])
+    assert cfg.batch_size == pretrain.SMOKE["batch_size"] and cfg.dataset == "synthetic"
+
+
+def test_resolved_defaults_follow_the_dataset():
+    c = pretrain.PretrainConfig(dataset="tiny-imagenet").resolved()
+    assert (c.epochs, c.image_size, c.projection_dim) == (100, 64, 256)
+    c = pretrain.PretrainConfig(dataset="imagenet").resolved()
+    assert (c.epochs, c.image_size, c.projection_dim) == (200, 224, 1024)
+    c = pretrain.PretrainConfig(dataset="cifar100", batch_size=512).resolved()
+    assert (c.epochs, c.image_size, c.projection_dim) == (200, 32, 128)
+    assert c.lr == pytest.approx(0.3 * 512 / 256)
+
+
+# ----------------------------------------------------------------------------------- model and metrics
+
+
+def test_resnet50_small_stem_keeps_the_resolution_until_layer2():
+    model = ContrastiveModel("resnet50", small_images=True, projection_dim=32, hidden_dim=64).eval()
+    assert model.encoder.conv1.kernel_size == (3, 3) and model.encoder.conv1.stride == (1, 1)
+    assert isinstance(model.encoder.maxpool, torch.nn.Identity)
+    x = torch.randn(2, 3, 16, 16)
+    assert model.encoder.layer1(model.encoder.relu(model.encoder.bn1(model.encoder.conv1(x)))).shape[-1] == 16
+    h, z = model(x)
+    assert h.shape == (2, 2048) and z.shape == (2, 32)
+    big = ContrastiveModel("resnet18", small_images=False, projection_dim=8, hidden_dim=16)
+    assert big.encoder.conv1.kernel_size == (7, 7)
+
+
+def test_collapse_flag_separates_one_direction_from_spread_embeddings():
+    g = torch.Generator().manual_seed(0)
+    one_way = torch.randn(1, 16, generator=g) * torch.rand(64, 1, generator=g).add(0.5)
+    assert pretrain.collapse_row(one_way + 1e-4 * torch.randn(64, 16, generator=g))["collapsed"]
+    spread = pretrain.collapse_row(torch.randn(64, 16, generator=g))
+    assert not spread["collapsed"] and spread["unit_mean_norm"] < 0.5 and not math.isnan(spread["stable_rank"])
