@@ -38,13 +38,7 @@ from theory.theorem1 import critical_lr, lr_bound, paper_closed_form
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The engine's per-step tensors are small; on a shared 2-core CPU OpenMP sync per op dominates."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------------
