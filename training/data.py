@@ -669,16 +669,20 @@ class TwoViewDataset(Dataset):
     ``ds[i] -> (view1, view2, label, i)``: the views are two separate draws of ``transform`` on the same
     image (float tensors ``(3, S, S)`` for :func:`pretrain_transform`), ``label = int(labels[i])`` is the
     true label or ``-1`` when unlabelled (see :func:`masked_labels`), ``i`` the index in ``base``.
-    The randomness is torch's global generator (torchvision's transforms draw from it): seed it, or rely on
-    ``DataLoader``'s per-worker seeding, for reproducible views.
+    With ``seed=None`` the randomness is torch's global generator (torchvision's transforms draw from it).
+    With an integer ``seed`` the two views of image i in epoch e (see :meth:`set_epoch`) are a pure function
+    of (seed, e, i): they are drawn under a forked generator seeded from those three numbers, so they do not
+    depend on the number of loader workers, on the process that loads them, or on where a resumed run
+    restarted (the pre-training relies on this for exact resumption and for distributed runs).
 
     Args:
         base: a dataset whose items are ``(PIL image, label)`` (:func:`load_dataset` with ``transform=None``).
         transform: callable PIL image -> tensor.
         labels: ``(len(base),)`` int64 tensor of labels >= -1.
+        seed: None, or an int making the views a function of (seed, epoch, index).
     """
 
-    def __init__(self, base: Dataset, transform: Callable, labels: torch.Tensor) -> None:
+    def __init__(self, base: Dataset, transform: Callable, labels: torch.Tensor, seed: int | None = None) -> None:
         if not hasattr(base, "__getitem__") or not hasattr(base, "__len__"):
             raise ValueError(f"base must be a map-style dataset with __getitem__ and __len__; got {base!r}")
         if transform is None or not callable(transform):
@@ -697,13 +701,24 @@ class TwoViewDataset(Dataset):
         self.base = base
         self.transform = transform
         self.labels = labels.detach().cpu()
+        self.seed = None if seed is None else _check_seed(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose views :meth:`__getitem__` draws (only matters with a seed)."""
+        self.epoch = check_size("epoch", epoch, 0)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[Any, Any, int, int]:
         image, _ = self.base[index]
-        return self.transform(image), self.transform(image), int(self.labels[index]), int(index)
+        if self.seed is None:
+            return self.transform(image), self.transform(image), int(self.labels[index]), int(index)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(((self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index)) % (2**63))
+            v1, v2 = self.transform(image), self.transform(image)
+        return v1, v2, int(self.labels[index]), int(index)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ from clop._device import default_device
 from clop.losses import LOSSES, REDUCTIONS, SIMILARITIES, CLOPLoss, CLOPObjective, make_loss
 
 from training import data as tdata
+from training import distributed
 from training.model import ARCHS, ContrastiveModel
 from training.optim import LARS, make_scheduler, param_groups
 
@@ -119,6 +120,9 @@ class PretrainConfig:
     seed: int = 0
     device: str | None = None
     overwrite: bool = False
+    resume: bool = False
+    checkpoint_every: int | None = None
+    sync_bn: bool = True
 
     def resolved(self) -> PretrainConfig:
         """A validated copy with the dataset-dependent defaults filled in; bad values raise ValueError."""
@@ -160,6 +164,10 @@ class PretrainConfig:
         c.eval_batch = check_size("eval_batch", c.eval_batch, 2)
         if c.steps_per_epoch is not None:
             c.steps_per_epoch = check_size("steps_per_epoch", c.steps_per_epoch)
+        if c.checkpoint_every is not None:
+            c.checkpoint_every = check_size("checkpoint_every", c.checkpoint_every)
+        if c.resume and c.overwrite:
+            raise ValueError("resume and overwrite exclude each other; pass one of --resume, --overwrite")
         if c.workers is None:
             c.workers = min(8, os.cpu_count() or 1)
         c.workers = check_size("workers", c.workers, 0)
@@ -216,31 +224,58 @@ def build_objective(cfg: PretrainConfig, device: torch.device) -> CLOPObjective:
     return CLOPObjective(base, clop)
 
 
-def _prepare_run_dir(cfg: PretrainConfig) -> Path:
+# Settings that may differ between a run and its resumption (they do not change the numbers).
+RESUMABLE_CHANGES = ("out", "data_root", "download", "workers", "device", "overwrite", "resume", "checkpoint_every")
+
+
+def _run_state(cfg: PretrainConfig) -> tuple[str, dict | None]:
+    """What --out holds: ("new", None), ("resume", checkpoint) or ("finished", checkpoint); read-only.
+
+    Raises FileExistsError for an existing run without --resume / --overwrite, and ValueError when a run
+    would be resumed with settings that change its numbers.
+    """
     run = Path(cfg.out)
     found = [f for f in RUN_FILES if (run / f).exists()]
-    if found:
-        if not cfg.overwrite:
-            raise FileExistsError(
-                f"out={str(run)!r} already holds a run ({', '.join(found)}); pass --overwrite to start it "
-                "again from scratch, or choose another --out"
-            )
-        for f in found:
-            (run / f).unlink(missing_ok=True)
+    if not found or cfg.overwrite:
+        return "new", None
+    if not cfg.resume:
+        raise FileExistsError(
+            f"out={str(run)!r} already holds a run ({', '.join(found)}); pass --resume to continue it, "
+            "--overwrite to start it again from scratch, or choose another --out"
+        )
+    if not (run / CHECKPOINT).exists():
+        return "new", None  # killed before its first checkpoint: nothing to keep
+    ckpt = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
+    saved, now = ckpt["config"], dataclasses.asdict(cfg)
+    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
+        raise ValueError(f"resume: the run in {str(run)!r} was made with other settings ({detail}); "
+                         "resume it with its own settings, or pass --overwrite")
+    finished = ckpt["epoch"] == cfg.epochs and ckpt["step_in_epoch"] == 0
+    return ("finished" if finished else "resume"), ckpt
+
+
+def _clear_run_dir(run: Path) -> None:
+    for f in RUN_FILES:
+        (run / f).unlink(missing_ok=True)
     run.mkdir(parents=True, exist_ok=True)
-    return run
 
 
-def _setup_logging(run: Path) -> logging.Handler:
-    handler = logging.FileHandler(run / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in log.handlers):
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(console)
-    log.setLevel(logging.INFO)
-    return handler
+def _setup_logging(run: Path, main: bool) -> list[logging.Handler]:
+    """Log to RUN/train.log and stderr on the main process; other processes log nothing. Returns the handlers."""
+    log.propagate = False
+    if not main:
+        log.setLevel(logging.CRITICAL)
+        handlers: list[logging.Handler] = [logging.NullHandler()]
+    else:
+        log.setLevel(logging.INFO)
+        handlers = [logging.FileHandler(run / "train.log"), logging.StreamHandler(sys.stderr)]
+        handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handlers[1].setFormatter(logging.Formatter("%(message)s"))
+    for h in handlers:
+        log.addHandler(h)
+    return handlers
 
 
 def eval_batch_images(cfg: PretrainConfig, dataset_root: str) -> torch.Tensor:
@@ -284,130 +319,219 @@ def append_row(path: Path, row: dict) -> None:
     pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
 
 
+class BatchOrder(torch.utils.data.Sampler):
+    """The indices this process loads in one epoch, from a given step on.
+
+    Epoch e shuffles all N images with a generator seeded from (seed, e); global batch b is positions
+    [b G, (b + 1) G) of that order (G the global batch, the tail dropped), and process r of W takes the
+    r-th slice of B = G / W of it. So the global batches do not depend on W, and a resumed run continues
+    at ``start_step`` with exactly the batches an uninterrupted run would have drawn.
+    """
+
+    def __init__(self, n: int, global_batch: int, steps: int, seed: int, ctx: distributed.Context) -> None:
+        self.n, self.global_batch, self.steps, self.seed = n, global_batch, steps, seed
+        self.local = global_batch // ctx.world
+        self.offset = ctx.rank * self.local
+        self.epoch, self.start_step = 1, 0
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        self.epoch, self.start_step = epoch, start_step
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch))
+        for b in range(self.start_step, self.steps):
+            first = b * self.global_batch + self.offset
+            yield from order[first : first + self.local].tolist()
+
+    def __len__(self) -> int:
+        return (self.steps - self.start_step) * self.local
+
+
+def forward_loss(
+    model: torch.nn.Module, objective: CLOPObjective, v1: torch.Tensor, v2: torch.Tensor, labels: torch.Tensor,
+    ctx: distributed.Context, *, fast: bool | None = None,
+) -> dict[str, torch.Tensor]:
+    """The loss parts of one step on the global batch: this process's views v1, v2: (B, 3, S, S), labels: (B,).
+
+    Both views go through the network in one batch (BatchNorm sees both); the embeddings and labels of all
+    processes are gathered (gradients flow back, :func:`training.distributed.gather`) and the objective is
+    evaluated in float32 on the global batch, identically on every process. ``fast`` (default: on CUDA)
+    runs the network under bf16 autocast on channels-last input (the model should be channels-last too).
+    """
+    fast = ctx.device.type == "cuda" if fast is None else fast
+    x = torch.cat([v1, v2]).to(ctx.device, non_blocking=True)
+    if fast:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=fast):
+        _, z = model(x)
+    z1, z2 = z.float().chunk(2)
+    labels = labels.to(ctx.device, non_blocking=True)
+    return objective(distributed.gather(z1, ctx), distributed.gather(z2, ctx), distributed.gather(labels, ctx))
+
+
 def pretrain(cfg: PretrainConfig, *, progress: bool = True) -> Path:
-    """Run a pre-training; returns the run directory. See the module docstring for what it writes."""
+    """Run (or resume) a pre-training; returns the run directory. See the module docstring for what it writes."""
     cfg = cfg.resolved()
-    run = _prepare_run_dir(cfg)
-    handler = _setup_logging(run)
+    ctx = distributed.init(cfg.device)
     try:
-        return _pretrain(cfg, run, progress)
+        if cfg.batch_size % ctx.world:
+            raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {ctx.world} processes")
+        run = Path(cfg.out)
+        kind, ckpt = _run_state(cfg)
+        distributed.barrier(ctx)  # every process has read the directory before the main one changes it
+        if ctx.main and kind == "new":
+            _clear_run_dir(run)
+        distributed.barrier(ctx)
+        handlers = _setup_logging(run, ctx.main)
+        try:
+            if kind == "finished":
+                log.info("%s: already finished (%d epochs); nothing to do", run, cfg.epochs)
+                return run
+            return _pretrain(cfg, run, ctx, ckpt, progress)
+        finally:
+            for h in handlers:
+                log.removeHandler(h)
+                h.close()
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        distributed.shutdown(ctx)
 
 
-def _pretrain(cfg: PretrainConfig, run: Path, progress: bool) -> Path:
+def _pretrain(cfg: PretrainConfig, run: Path, ctx: distributed.Context, ckpt: dict | None, progress: bool) -> Path:
     from tqdm.auto import tqdm
 
-    device = default_device(cfg.device)
-    cuda = device.type == "cuda"
+    device, cuda = ctx.device, ctx.device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
-    (run / CONFIG).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-    seed_everything(cfg.seed)
     info = tdata.DATASET_INFO[cfg.dataset]
+    if ctx.main:
+        (run / CONFIG).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    seed_everything(cfg.seed)
 
-    train_base = tdata.load_dataset(cfg.dataset, cfg.data_root, "train", download=cfg.download)
+    train_base = tdata.load_dataset(cfg.dataset, cfg.data_root, "train", download=cfg.download and ctx.main)
     labeled = tdata.labeled_subset(train_base.targets, cfg.label_fraction, cfg.seed)
-    np.save(run / LABELED, labeled)
-    labels = tdata.masked_labels(train_base.targets, labeled)
+    if ctx.main:
+        np.save(run / LABELED, labeled)
     views = tdata.TwoViewDataset(
-        train_base, tdata.pretrain_transform(cfg.augmentation, cfg.image_size, info.mean, info.std), labels
+        train_base, tdata.pretrain_transform(cfg.augmentation, cfg.image_size, info.mean, info.std),
+        tdata.masked_labels(train_base.targets, labeled), seed=cfg.seed,
     )
     if len(views) < cfg.batch_size:
         raise ValueError(
             f"batch_size={cfg.batch_size} exceeds the {len(views)} training images of {cfg.dataset}; "
             "pass a smaller --batch-size"
         )
+    full = len(views) // cfg.batch_size
+    steps = full if cfg.steps_per_epoch is None else min(cfg.steps_per_epoch, full)
+    order = BatchOrder(len(views), cfg.batch_size, steps, cfg.seed, ctx)
     loader = DataLoader(
-        views, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.workers,
-        pin_memory=cuda, persistent_workers=cfg.workers > 0, worker_init_fn=_worker_init,
-        generator=torch.Generator().manual_seed(cfg.seed),
+        views, batch_size=cfg.batch_size // ctx.world, sampler=order, num_workers=cfg.workers, pin_memory=cuda,
+        worker_init_fn=_worker_init,
     )
-    steps = len(loader) if cfg.steps_per_epoch is None else min(cfg.steps_per_epoch, len(loader))
-    eval_x = eval_batch_images(cfg, cfg.data_root)
+    eval_x = eval_batch_images(cfg, cfg.data_root) if ctx.main else None
 
-    torch.manual_seed(cfg.seed)  # the same initial weights whatever the data code consumed
+    torch.manual_seed(cfg.seed)  # the same initial weights on every process, whatever the data code consumed
     model = build_model(cfg).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
+    if ctx.distributed and cuda and cfg.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # BatchNorm over the global batch, as SimCLR
     objective = build_objective(cfg, device)
+    if objective.clop is not None:
+        distributed.check_identical(objective.clop.prototypes, "the CLOP prototypes", ctx)
     optimizer = LARS(
         param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
         trust_coefficient=cfg.trust_coefficient,
     )
     total = cfg.epochs * steps
     scheduler = make_scheduler(optimizer, total, min(total, round(cfg.warmup_epochs * steps)))
+    first_epoch, start_step, sums = 1, 0, {"loss": 0.0, "contrastive": 0.0, "clop": 0.0}
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        objective.load_state_dict(ckpt["objective"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        first_epoch, start_step, sums = ckpt["epoch"] + 1, ckpt["step_in_epoch"], dict(ckpt["sums"])
+        if ctx.main and (run / METRICS).exists():  # rows written after the checkpoint are redone
+            m = pd.read_csv(run / METRICS)
+            m[m["epoch"] <= ckpt["epoch"]].to_csv(run / METRICS, index=False)
+    core = model
+    if ctx.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     log.info(
-        "%s: %s on %s (%d images, %d labeled), %d epochs x %d steps of batch %d, lr %.4g, device %s -> %s",
-        "pretrain", cfg.loss + (f" + CLOP(lambda={cfg.clop_lambda:g})" if cfg.clop_lambda > 0 else ""),
-        cfg.dataset, len(views), len(labeled), cfg.epochs, steps, cfg.batch_size, cfg.lr, device, run,
+        "pretrain: %s on %s (%d images, %d labeled), %d epochs x %d steps of batch %d (%d process%s), lr %.4g, "
+        "device %s -> %s%s",
+        cfg.loss + (f" + CLOP(lambda={cfg.clop_lambda:g})" if cfg.clop_lambda > 0 else ""), cfg.dataset, len(views),
+        len(labeled), cfg.epochs, steps, cfg.batch_size, ctx.world, "" if ctx.world == 1 else "es", cfg.lr, device,
+        run, "" if ckpt is None else f" (resumed at epoch {first_epoch}, step {start_step})",
     )
 
-    def state(epoch: int, **extra: object) -> dict:
-        return {
-            "model": model.state_dict(), "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "epoch": epoch, "config": dataclasses.asdict(cfg), **extra,
-        }
+    def save(path: Path, epoch_done: int, step_in_epoch: int, **extra: object) -> None:
+        if ctx.main:
+            atomic_save({
+                "model": core.state_dict(), "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch_done, "step_in_epoch": step_in_epoch,
+                "sums": dict(sums), "config": dataclasses.asdict(cfg), **extra,
+            }, path)
 
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(first_epoch, cfg.epochs + 1):
         model.train()
-        sums = {"loss": 0.0, "contrastive": 0.0, "clop": 0.0}
+        views.set_epoch(epoch)
+        order.set_epoch(epoch, start_step)
         start = time.perf_counter()
-        bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False, unit="step")
-        for i, (v1, v2, y, _) in enumerate(loader):
-            if i == steps:
-                break
-            x = torch.cat([v1, v2]).to(device, non_blocking=True)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                _, z = model(x)
-            z1, z2 = z.float().chunk(2)
-            out = objective(z1, z2, y.to(device, non_blocking=True))
+        bar = tqdm(total=steps, initial=start_step, desc=f"epoch {epoch}/{cfg.epochs}", disable=not (progress and ctx.main),
+                   leave=False, unit="step")
+        for i, (v1, v2, y, _) in enumerate(loader, start=start_step):
+            out = forward_loss(model, objective, v1, v2, y, ctx)
             values = {k: float(v.detach()) for k, v in out.items()}  # one host sync per step
             if not math.isfinite(values["loss"]):
-                atomic_save(state(epoch - 1, nonfinite_at={"epoch": epoch, "step": i + 1}), run / LAST_GOOD)
+                save(run / LAST_GOOD, epoch - 1, i, nonfinite_at={"epoch": epoch, "step": i + 1})
                 raise NonFiniteLossError(
                     f"the loss became {values['loss']} at epoch {epoch}, step {i + 1} (contrastive "
                     f"{values['contrastive']}, clop {values['clop']}, lr {scheduler.get_last_lr()[0]:.4g}); "
-                    f"the state just before this step is saved in {run / LAST_GOOD} (the last epoch end stays in "
-                    f"{CHECKPOINT}). A smaller --base-lr may help."
+                    f"the state just before this step is saved in {run / LAST_GOOD} (the last checkpoint stays "
+                    f"in {CHECKPOINT}). A smaller --base-lr may help."
                 )
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
             optimizer.step()
             scheduler.step()
-            step += 1
             for k in sums:
                 sums[k] += values[k]
+            done = i + 1
+            if cfg.checkpoint_every and done < steps and ((epoch - 1) * steps + done) % cfg.checkpoint_every == 0:
+                save(run / CHECKPOINT, epoch - 1, done)  # mid-epoch; the epoch end saves below
             bar.set_postfix(
-                loss=f"{values['loss']:.4f}", img_s=f"{(i + 1) * cfg.batch_size / (time.perf_counter() - start):.1f}",
-                refresh=False,
+                loss=f"{values['loss']:.4f}",
+                img_s=f"{(done - start_step) * cfg.batch_size / (time.perf_counter() - start):.1f}", refresh=False,
             )
             bar.update()
         bar.close()
         seconds = time.perf_counter() - start
-        _, z_eval = embed(model, eval_x, device)
-        row = {
-            "epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
-            **{k: v / steps for k, v in sums.items()},
-            "images_per_s": steps * cfg.batch_size / seconds, "epoch_seconds": seconds,
-            **collapse_row(z_eval),
-        }
-        append_row(run / METRICS, row)
-        atomic_save(state(epoch), run / CHECKPOINT)
-        log.info(
-            "epoch %d/%d: loss %.4f (contrastive %.4f, clop %.4f), stable rank %.2f, entropy rank %.2f, %.1f img/s",
-            epoch, cfg.epochs, row["loss"], row["contrastive"], row["clop"], row["stable_rank"], row["entropy_rank"],
-            row["images_per_s"],
-        )
-        if row["collapsed"]:
-            log.warning(
-                "epoch %d: COMPLETE COLLAPSE - the evaluation embeddings all point one way "
-                "(norm of the mean of the unit embeddings %.4f >= %g)", epoch, row["unit_mean_norm"], COLLAPSE_MEAN_NORM,
+        if ctx.main:
+            _, z_eval = embed(core, eval_x, device)
+            row = {
+                "epoch": epoch, "step": epoch * steps, "lr": optimizer.param_groups[0]["lr"],
+                **{k: v / steps for k, v in sums.items()},
+                "images_per_s": (steps - start_step) * cfg.batch_size / seconds, "epoch_seconds": seconds,
+                **collapse_row(z_eval),
+            }
+            append_row(run / METRICS, row)
+        sums = {k: 0.0 for k in sums}
+        start_step = 0
+        save(run / CHECKPOINT, epoch, 0)
+        if ctx.main:
+            log.info(
+                "epoch %d/%d: loss %.4f (contrastive %.4f, clop %.4f), stable rank %.2f, entropy rank %.2f, %.1f img/s",
+                epoch, cfg.epochs, row["loss"], row["contrastive"], row["clop"], row["stable_rank"],
+                row["entropy_rank"], row["images_per_s"],
             )
+            if row["collapsed"]:
+                log.warning(
+                    "epoch %d: COMPLETE COLLAPSE - the evaluation embeddings all point one way "
+                    "(norm of the mean of the unit embeddings %.4f >= %g)", epoch, row["unit_mean_norm"],
+                    COLLAPSE_MEAN_NORM,
+                )
+        distributed.barrier(ctx)
     return run
 
 
@@ -474,6 +598,11 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     a("--seed", type=int, default=d.seed, help="seed of weights, prototypes, labeled split, data order and views")
     a("--device", default=None, help="cuda, cuda:N or cpu (default: CUDA when present)")
     a("--overwrite", action="store_true", help="replace a finished or partial run in --out")
+    a("--resume", action="store_true", help="continue the run in --out from its last checkpoint (start it if there is "
+      "none; a finished run is left as it is)")
+    a("--checkpoint-every", type=int, default=None, help="also checkpoint every N steps (default: at epoch ends only)")
+    a("--no-sync-bn", dest="sync_bn", action="store_false", help="with several GPUs, keep BatchNorm statistics per "
+      "process instead of over the global batch (SimCLR's global BN is the default; the CPU has no SyncBatchNorm)")
     a("--smoke", action="store_true", help="tiny run on generated data: " + ", ".join(f"{k}={v}" for k, v in SMOKE.items()))
     a("--no-progress", action="store_true", help="no progress bars")
     return p

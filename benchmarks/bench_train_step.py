@@ -1,0 +1,113 @@
+"""Benchmark: one pre-training step (not a test) and what the CLOP term and mixed precision cost.
+
+The step is the training code path: ``training.pretrain.forward_loss`` (both views through ResNet-50, the
+objective on the batch), backward, and a LARS step. Timed in one process, on random images:
+
+* InfoNCE alone against InfoNCE + CLOP (lambda 1, 100 classes, 10 % of the batch labeled): the CLOP
+  term's overhead, which the issue asks to keep under 3 %;
+* on CUDA only: fp32 against bf16 autocast + channels-last (the pre-training's default there).
+
+Configurations alternate in rounds (A B A B ...) so that drift in the machine's speed hits both; each
+configuration's time per step is the median over rounds. Prints images/s (one image = two views) and the
+ratios. Run: ``python benchmarks/bench_train_step.py [--device cpu] [--image-size 16] [--batch 16]``.
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__" and __package__ in (None, ""):  # run as a file: make the repo root importable
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import argparse
+import statistics
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from clop._device import default_device
+from training import distributed
+from training.model import ContrastiveModel
+from training.optim import LARS, param_groups
+from training.pretrain import PretrainConfig, build_objective, forward_loss
+
+
+def make_step(arch: str, image_size: int, batch: int, clop: bool, fast: bool, device: torch.device, seed: int = 0):
+    """A closure running one full training step on fixed random data; returns the loss (synchronised)."""
+    torch.manual_seed(seed)
+    model = ContrastiveModel(arch, small_images=image_size <= 64).to(device)
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
+    cfg = PretrainConfig(dataset="cifar100", clop_lambda=1.0 if clop else 0.0, device=str(device)).resolved()
+    objective = build_objective(cfg, device)
+    optimizer = LARS(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    g = torch.Generator().manual_seed(seed)
+    v1, v2 = torch.randn(2, batch, 3, image_size, image_size, generator=g)
+    labels = torch.full((batch,), -1)
+    labeled = max(1, batch // 10)
+    labels[:labeled] = torch.randint(0, 100, (labeled,), generator=g)
+    if device.type == "cuda":
+        v1, v2 = v1.pin_memory(), v2.pin_memory()
+    ctx = distributed.Context(device=device)
+
+    def step() -> float:
+        out = forward_loss(model, objective, v1, v2, labels, ctx, fast=fast)
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+        return float(out["loss"].detach())  # synchronises the device
+
+    return step
+
+
+def measure(configs: dict[str, dict], *, rounds: int, steps: int, warmup: int, arch: str, image_size: int,
+            batch: int, device: torch.device) -> dict[str, float]:
+    """Median seconds per step of each configuration, measured in alternating rounds."""
+    runners = {name: make_step(arch, image_size, batch, device=device, **kw) for name, kw in configs.items()}
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in tqdm(range(rounds), desc="rounds", unit="round"):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                run()
+            times[name].append((time.perf_counter() - start) / steps)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default=None, help="cuda or cpu (default: CUDA when present)")
+    p.add_argument("--arch", default="resnet50", choices=("resnet50", "resnet18"))
+    p.add_argument("--image-size", type=int, default=None, help="default: 32 on CUDA (CIFAR), 16 on the CPU")
+    p.add_argument("--batch", type=int, default=None, help="images per step (default: 512 on CUDA, 16 on the CPU)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=None, help="steps per round (default: 20 on CUDA, 3 on the CPU)")
+    p.add_argument("--warmup", type=int, default=2)
+    args = p.parse_args(argv)
+    device = default_device(args.device)
+    cuda = device.type == "cuda"
+    image_size = args.image_size or (32 if cuda else 16)
+    batch = args.batch or (512 if cuda else 16)
+    steps = args.steps or (20 if cuda else 3)
+    configs = {"infonce": {"clop": False, "fast": cuda}, "infonce+clop": {"clop": True, "fast": cuda}}
+    if cuda:
+        configs["infonce fp32"] = {"clop": False, "fast": False}
+    print(f"{args.arch}, {image_size} px, batch {batch} (x2 views), device {device}, "
+          f"{args.rounds} rounds x {steps} steps, threads {torch.get_num_threads()}")
+    t = measure(configs, rounds=args.rounds, steps=steps, warmup=args.warmup, arch=args.arch,
+                image_size=image_size, batch=batch, device=device)
+    for name, seconds in t.items():
+        print(f"  {name:14s} {seconds * 1e3:9.1f} ms/step  {batch / seconds:9.1f} images/s")
+    print(f"CLOP overhead: {100 * (t['infonce+clop'] / t['infonce'] - 1):+.2f} % of the InfoNCE step")
+    if cuda:
+        print(f"bf16 + channels_last speed-up over fp32: {t['infonce fp32'] / t['infonce']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

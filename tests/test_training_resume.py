@@ -1,0 +1,125 @@
+"""Killed pre-training runs resume to exactly the numbers of an uninterrupted run.
+
+Smoke runs (ResNet-18, 8 px, batch 16, 3 epochs of 2 steps) are interrupted at a fixed step in-process,
+and once with SIGKILL in a subprocess; ``--resume`` then finishes them. Budget: about 60 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from training import pretrain
+
+REPO = Path(__file__).resolve().parent.parent
+ARGS = ("--smoke", "--arch", "resnet18", "--image-size", "8", "--epochs", "3", "--steps-per-epoch", "2",
+        "--warmup-epochs", "1", "--eval-batch", "16", "--no-progress")
+TIME_COLUMNS = ["images_per_s", "epoch_seconds"]
+
+
+def _run(out: Path, data: Path, *extra: str) -> int:
+    return pretrain.main([*ARGS, "--out", str(out), "--data-root", str(data), *extra])
+
+
+def _final(run: Path) -> tuple[dict, pd.DataFrame]:
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    return ckpt, pd.read_csv(run / "metrics.csv").drop(columns=TIME_COLUMNS)
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    ca, ma = _final(a)
+    cb, mb = _final(b)
+    assert (ca["epoch"], ca["step_in_epoch"]) == (cb["epoch"], cb["step_in_epoch"]) == (3, 0)
+    for name, value in ca["model"].items():
+        assert torch.equal(value, cb["model"][name]), name
+    for group_a, group_b in zip(ca["optimizer"]["state"].values(), cb["optimizer"]["state"].values()):
+        assert torch.equal(group_a["momentum_buffer"], group_b["momentum_buffer"])
+    pd.testing.assert_frame_equal(ma, mb, check_exact=True)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "whole"
+    assert _run(run, data) == 0
+    return run
+
+
+class _Killed(BaseException):
+    """Stands for the process being killed: not an Exception, so nothing in the run catches it."""
+
+
+@pytest.mark.parametrize(
+    "kill_at, every, resumes_from",
+    [
+        (4, "3", (1, 1)),  # killed at epoch 2's 2nd step; its mid-epoch checkpoint came after global step 3
+        (5, None, (2, 0)),  # killed at epoch 3's 1st step; the last checkpoint is epoch 2's end
+    ],
+)
+def test_interrupted_run_resumes_to_the_uninterrupted_numbers(
+    kill_at, every, resumes_from, uninterrupted, data, tmp_path, monkeypatch
+):
+    calls = {"n": 0}
+    forward = pretrain.forward_loss
+
+    def dying_forward(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == kill_at:
+            raise _Killed
+        return forward(*args, **kwargs)
+
+    run = tmp_path / "killed"
+    extra = () if every is None else ("--checkpoint-every", every)
+    monkeypatch.setattr(pretrain, "forward_loss", dying_forward)
+    with pytest.raises(_Killed):
+        _run(run, data, *extra)
+    monkeypatch.setattr(pretrain, "forward_loss", forward)
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert (ckpt["epoch"], ckpt["step_in_epoch"]) == resumes_from
+
+    assert _run(run, data, *extra) == 2, "an existing run needs --resume (or --overwrite)"
+    assert _run(run, data, *extra, "--resume") == 0
+    _assert_same_run(run, uninterrupted)
+
+
+def test_sigkilled_subprocess_resumes_to_the_uninterrupted_numbers(uninterrupted, data, tmp_path):
+    run = tmp_path / "sigkill"
+    cmd = [sys.executable, "-m", "training.pretrain", *ARGS, "--checkpoint-every", "1", "--out", str(run),
+           "--data-root", str(data)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert (ckpt["epoch"], ckpt["step_in_epoch"]) != (3, 0), "the kill must land before the run ends"
+    resumed = subprocess.run([*cmd, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _assert_same_run(run, uninterrupted)
+
+
+def test_resume_of_a_finished_run_does_nothing(uninterrupted, data, capsys):
+    before = (uninterrupted / "checkpoint.pt").stat().st_mtime_ns
+    assert _run(uninterrupted, data, "--resume") == 0
+    assert "already finished" in capsys.readouterr().err
+    assert (uninterrupted / "checkpoint.pt").stat().st_mtime_ns == before
+
+
+def test_resume_with_other_settings_is_refused(uninterrupted, data, capsys):
+    assert _run(uninterrupted, data, "--resume", "--base-lr", "0.5") == 2
+    err = capsys.readouterr().err
+    assert "base_lr" in err and "--overwrite" in err
