@@ -407,7 +407,11 @@ def _pretrain(cfg: PretrainConfig, run: Path, ctx: distributed.Context, ckpt: di
         (run / CONFIG).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     seed_everything(cfg.seed)
 
-    train_base = tdata.load_dataset(cfg.dataset, cfg.data_root, "train", download=cfg.download and ctx.main)
+    if ctx.main:  # the main process downloads (or generates) the data first; the others then read it
+        train_base = tdata.load_dataset(cfg.dataset, cfg.data_root, "train", download=cfg.download)
+    distributed.barrier(ctx)
+    if not ctx.main:
+        train_base = tdata.load_dataset(cfg.dataset, cfg.data_root, "train")
     labeled = tdata.labeled_subset(train_base.targets, cfg.label_fraction, cfg.seed)
     if ctx.main:
         np.save(run / LABELED, labeled)
