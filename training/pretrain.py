@@ -2,6 +2,8 @@
 
     python -m training.pretrain --dataset cifar100 --data-root DATA --loss infonce --label-fraction 0.1
     python -m training.pretrain --smoke            # a few steps on generated data, on the CPU
+    torchrun --nproc-per-node 8 -m training.pretrain ...   # several GPUs (see training.distributed)
+    python -m training.pretrain ... --resume       # continue a killed run exactly where it stopped
 
 One run = one directory (``--out``) holding
 
@@ -10,7 +12,10 @@ One run = one directory (``--out``) holding
 * ``metrics.csv``         one row per epoch: loss and its parts, learning rate, throughput and the
                           collapse metrics of a fixed evaluation batch (``clop.metrics``);
 * ``checkpoint.pt``       model, loss module (the CLOP prototypes are its buffer), optimiser and
-                          schedule state, written atomically at every epoch end;
+                          schedule state, the position in the epoch; written atomically at every epoch
+                          end and every ``--checkpoint-every`` steps. Resuming from it is exact: the
+                          views of image i in epoch e depend only on (seed, e, i) and the batch order
+                          of epoch e only on (seed, e) (see :class:`BatchOrder`);
 * ``train.log``           what the console printed;
 * ``last_good.pt``        only if the loss became NaN or infinite: the state just before that step.
 
