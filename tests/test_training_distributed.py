@@ -121,6 +121,10 @@ def test_torchrun_smoke_run_two_processes_writes_one_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = pd.read_csv(run / "metrics.csv")
     assert len(m) == 1 and m.loc[0, "step"] == 3
+    # the learning rate follows the GLOBAL batch of 16 (8 per process): 0.3 x 16/256, cosine at the last step
+    from training.optim import warmup_cosine
+
+    assert m.loc[0, "lr"] == pytest.approx(0.3 * 16 / 256 * warmup_cosine(2, 3, 0), rel=1e-12)
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert ckpt["epoch"] == 1 and not any(k.startswith("module.") for k in ckpt["model"])
     assert proc.stderr.count("epoch 1/1: loss") == 1, "only rank 0 logs"

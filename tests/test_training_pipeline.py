@@ -76,13 +76,13 @@ def test_smoke_run_writes_config_metrics_checkpoint_and_labeled_split(smoke_run)
 
 
 def test_schedule_in_the_run_follows_warmup_then_cosine(smoke_run):
-    """lr after each epoch = 0.3 x 16/256 x warmup_cosine(step) with 3 warm-up steps of 6 (one warm-up epoch)."""
+    """lr of each epoch's last step = 0.3 x 16/256 x warmup_cosine(step - 1) with 3 warm-up steps of 6."""
     from training.optim import warmup_cosine
 
     m = pd.read_csv(smoke_run / "metrics.csv")
     peak = 0.3 * 16 / 256
     for step, lr in zip(m["step"], m["lr"]):
-        assert lr == pytest.approx(peak * warmup_cosine(step, 6, 3), rel=1e-12)
+        assert lr == pytest.approx(peak * warmup_cosine(step - 1, 6, 3), rel=1e-12)
 
 
 def test_linear_eval_appends_a_results_row_with_every_setting(smoke_run):
@@ -217,6 +217,10 @@ def test_missing_dataset_fails_at_once_naming_the_path(tmp_path, capsys):
                           "--no-progress", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert str(empty) in err and "--download" in err
+    # nothing was trained, so the failed start does not block the same --out once the data is there
+    assert pretrain.main(["--smoke", "--arch", "resnet18", "--epochs", "1", "--warmup-epochs", "0",
+                          "--steps-per-epoch", "1", "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "r"),
+                          "--no-progress"]) == 0
 
 
 @pytest.mark.parametrize(
@@ -274,3 +278,22 @@ def test_collapse_flag_separates_one_direction_from_spread_embeddings():
     assert pretrain.collapse_row(one_way + 1e-4 * torch.randn(64, 16, generator=g))["collapsed"]
     spread = pretrain.collapse_row(torch.randn(64, 16, generator=g))
     assert not spread["collapsed"] and spread["unit_mean_norm"] < 0.5 and not math.isnan(spread["stable_rank"])
+
+
+def test_bf16_channels_last_path_runs_and_stays_close_to_float32():
+    """The CUDA fast path (bf16 autocast, channels-last) also runs on the CPU: same loss to bf16 precision."""
+    from training import distributed
+
+    torch.manual_seed(0)
+    model = ContrastiveModel("resnet18", small_images=True, projection_dim=16, hidden_dim=32)
+    cfg = pretrain.PretrainConfig(dataset="synthetic", projection_dim=16, device="cpu").resolved()
+    objective = pretrain.build_objective(cfg, torch.device("cpu"))
+    v1, v2 = torch.randn(2, 8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, -1, 1, -1, 2, -1, 3, -1])
+    ctx = distributed.Context()
+    slow = pretrain.forward_loss(model, objective, v1, v2, labels, ctx, fast=False)
+    fast = pretrain.forward_loss(model.to(memory_format=torch.channels_last), objective, v1, v2, labels, ctx, fast=True)
+    assert fast["loss"].dtype == torch.float32 and torch.isfinite(fast["loss"])
+    assert float(fast["loss"].detach()) == pytest.approx(float(slow["loss"].detach()), rel=2e-2)
+    fast["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

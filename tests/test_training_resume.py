@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from training import pretrain
+from training import linear_eval, pretrain
 
 REPO = Path(__file__).resolve().parent.parent
 ARGS = ("--smoke", "--arch", "resnet18", "--image-size", "8", "--epochs", "3", "--steps-per-epoch", "2",
@@ -69,7 +69,7 @@ class _Killed(BaseException):
     ],
 )
 def test_interrupted_run_resumes_to_the_uninterrupted_numbers(
-    kill_at, every, resumes_from, uninterrupted, data, tmp_path, monkeypatch
+    kill_at, every, resumes_from, uninterrupted, data, tmp_path, monkeypatch, capsys
 ):
     calls = {"n": 0}
     forward = pretrain.forward_loss
@@ -88,6 +88,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_numbers(
     monkeypatch.setattr(pretrain, "forward_loss", forward)
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == resumes_from
+    assert linear_eval.main(["--run", str(run), "--no-progress", "--workers", "0"]) == 2
+    assert "is not finished" in capsys.readouterr().err, "an unfinished run is not probed unless asked"
 
     assert _run(run, data, *extra) == 2, "an existing run needs --resume (or --overwrite)"
     assert _run(run, data, *extra, "--resume") == 0

@@ -37,7 +37,7 @@ from clop._checks import check_positive, check_size
 from clop._device import default_device
 
 from training import data as tdata
-from training.pretrain import CHECKPOINT, CONFIG, LABELED, HelpFormatter, PretrainConfig, build_model, embed
+from training.pretrain import CHECKPOINT, CONFIG, LABELED, HelpFormatter, PretrainConfig, append_row, build_model, embed
 from training.probe import fit_linear_probe, topk_accuracy
 
 RESULT = "linear_eval.json"
@@ -50,6 +50,7 @@ class ProbeConfig:
     run: str
     results: str | None = None
     all_labels: bool = False
+    allow_partial: bool = False
     epochs: int = 100
     lr: float = 0.1
     weight_decay: float = 0.0
@@ -75,19 +76,32 @@ class ProbeConfig:
         return c
 
 
-def load_run(run: str | Path, device: torch.device) -> tuple[PretrainConfig, torch.nn.Module]:
-    """The config and the trained network of a run directory (from its last checkpoint)."""
+def load_run(
+    run: str | Path, device: torch.device, *, allow_partial: bool = False
+) -> tuple[PretrainConfig, torch.nn.Module, int]:
+    """The config, the trained network and the epochs it was trained for, from a run's last checkpoint.
+
+    An unfinished run is refused unless ``allow_partial`` (its results would otherwise carry the
+    configured epochs, not the trained ones).
+    """
     run = Path(run)
     for f in (CONFIG, CHECKPOINT):
         if not (run / f).is_file():
             raise FileNotFoundError(f"run={str(run)!r} has no {f}; is it a directory written by training.pretrain?")
     cfg = PretrainConfig(**json.loads((run / CONFIG).read_text()))
     ckpt = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
+    epochs, step = ckpt.get("epoch", 0), ckpt.get("step_in_epoch", 0)
+    if epochs < 1:
+        raise ValueError(f"run={str(run)!r}: its checkpoint holds no finished epoch")
+    if (epochs, step) != (cfg.epochs, 0) and not allow_partial:
+        raise ValueError(
+            f"run={str(run)!r} is not finished ({epochs} of {cfg.epochs} epochs"
+            f"{f' and {step} steps' if step else ''}); resume it with `python -m training.pretrain ... --resume`, "
+            "or pass --allow-partial to probe its last finished epoch"
+        )
     model = build_model(cfg)
     model.load_state_dict(ckpt["model"])
-    if ckpt.get("epoch", 0) < 1:
-        raise ValueError(f"run={str(run)!r}: its checkpoint holds no finished epoch (epoch {ckpt.get('epoch')})")
-    return cfg, model.to(device).eval()
+    return cfg, model.to(device).eval(), epochs
 
 
 def _features(model, dataset, device, batch, workers) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +120,7 @@ def linear_eval(cfg: ProbeConfig, *, progress: bool = True) -> dict:
     cfg = cfg.resolved()
     device = default_device(cfg.device)
     run = Path(cfg.run)
-    pcfg, model = load_run(run, device)
+    pcfg, model, trained = load_run(run, device, allow_partial=cfg.allow_partial)
     info = tdata.DATASET_INFO[pcfg.dataset]
     root = cfg.data_root or pcfg.data_root
     tf = tdata.eval_transform(pcfg.image_size, info.mean, info.std)
@@ -133,6 +147,7 @@ def linear_eval(cfg: ProbeConfig, *, progress: bool = True) -> dict:
     row = {
         "run": str(run),
         **{k: v for k, v in dataclasses.asdict(pcfg).items() if k not in ("out", "overwrite", "device", "workers")},
+        "trained_epochs": trained,
         "probe_labels": "all" if cfg.all_labels else "run",
         "probe_train_images": len(idx), "test_images": len(y_test),
         "probe_epochs": cfg.epochs, "probe_lr": cfg.lr, "probe_weight_decay": cfg.weight_decay, "probe_seed": cfg.seed,
@@ -141,19 +156,8 @@ def linear_eval(cfg: ProbeConfig, *, progress: bool = True) -> dict:
         "feature_stable_rank": h_metrics["stable_rank"], "feature_entropy_rank": h_metrics["entropy_rank"],
     }
     (run / RESULT).write_text(json.dumps(row, indent=2) + "\n")
-    append_result(Path(cfg.results), row)
+    append_row(Path(cfg.results), row)
     return row
-
-
-def append_result(path: Path, row: dict) -> None:
-    """Add a row to the results table, keeping the columns of both (written via a temporary file)."""
-    frame = pd.DataFrame([row])
-    if path.exists():
-        frame = pd.concat([pd.read_csv(path), frame], ignore_index=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory written by training.pretrain")
     p.add_argument("--results", default=None, help="results CSV to append to (default: RUN/../results.csv)")
     p.add_argument("--all-labels", action="store_true", help="train the probe on every training label, not the run's labeled fraction")
+    p.add_argument("--allow-partial", action="store_true", help="probe an unfinished run (its last finished epoch)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="probe epochs")
     p.add_argument("--lr", type=float, default=d.lr, help="probe SGD learning rate (cosine decay)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="probe weight decay")

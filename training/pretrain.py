@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -143,6 +144,7 @@ class PretrainConfig:
         if not 0.0 < c.label_fraction <= 1.0:
             raise ValueError(f"label_fraction must be in (0, 1]; got {c.label_fraction!r}")
         info = tdata.DATASET_INFO[c.dataset]
+        c.data_root = str(Path(c.data_root).expanduser().resolve())  # a probe run from elsewhere finds the data
         c.image_size = check_size("image_size", c.image_size if c.image_size is not None else info.image_size, 8)
         c.epochs = check_size("epochs", c.epochs if c.epochs is not None else EPOCHS[c.dataset])
         c.batch_size = check_size("batch_size", c.batch_size, 2)
@@ -174,12 +176,16 @@ class PretrainConfig:
         if c.resume and c.overwrite:
             raise ValueError("resume and overwrite exclude each other; pass one of --resume, --overwrite")
         if c.workers is None:
-            c.workers = min(8, os.cpu_count() or 1)
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun: processes on this machine
+            c.workers = max(1, min(8, (os.cpu_count() or 1) // per_node))
         c.workers = check_size("workers", c.workers, 0)
         default_device(c.device)  # fails now if CUDA is asked for and absent
         if c.out is None:
             tag = f"clop{c.clop_lambda:g}" if c.clop_lambda > 0 else "noclop"
-            c.out = str(Path("runs") / f"{c.dataset}-{c.loss}-{tag}-l{c.label_fraction:g}-b{c.batch_size}-lr{c.base_lr:g}-s{c.seed}")
+            settings = {k: v for k, v in dataclasses.asdict(c).items() if k not in RESUMABLE_CHANGES}
+            digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6]
+            c.out = str(Path("runs") / f"{c.dataset}-{c.loss}-{tag}-l{c.label_fraction:g}-b{c.batch_size}"
+                        f"-lr{c.base_lr:g}-s{c.seed}-{digest}")
         return c
 
     @property
@@ -201,11 +207,29 @@ def _worker_init(worker_id: int) -> None:  # numpy/random in workers follow torc
     random.seed(s)
 
 
+def _replace_durably(tmp: Path, path: Path) -> None:
+    """Rename a fully written temporary file over ``path``; the data is on disk before the rename."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename itself durable (not possible on every platform)
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_save(obj: object, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a killed run never leaves half a file."""
+    """torch.save to a temporary file in the same folder, fsync, then rename: a killed run (or a crashed
+    machine) leaves the previous file or the new one, never half a file."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
-    os.replace(tmp, path)
+    _replace_durably(tmp, path)
 
 
 def build_model(cfg: PretrainConfig) -> ContrastiveModel:
@@ -241,8 +265,8 @@ def _run_state(cfg: PretrainConfig) -> tuple[str, dict | None]:
     """
     run = Path(cfg.out)
     found = [f for f in RUN_FILES if (run / f).exists()]
-    if not found or cfg.overwrite:
-        return "new", None
+    if not found or cfg.overwrite or not any(f in found for f in (METRICS, CHECKPOINT, LAST_GOOD)):
+        return "new", None  # nothing trained yet (e.g. a start that failed on missing data): start afresh
     if not cfg.resume:
         raise FileExistsError(
             f"out={str(run)!r} already holds a run ({', '.join(found)}); pass --resume to continue it, "
@@ -320,8 +344,14 @@ def embed(model: ContrastiveModel, x: torch.Tensor, device: torch.device, batch:
 
 
 def append_row(path: Path, row: dict) -> None:
-    """Append one row to a CSV (header written with the first row)."""
-    pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
+    """Add one row to a CSV, keeping the columns of both; written through a temporary file and a rename."""
+    frame = pd.DataFrame([row])
+    if path.exists():
+        frame = pd.concat([pd.read_csv(path), frame], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, index=False)
+    _replace_durably(tmp, path)
 
 
 class BatchOrder(torch.utils.data.Sampler):
@@ -364,7 +394,7 @@ def forward_loss(
     runs the network under bf16 autocast on channels-last input (the model should be channels-last too).
     """
     fast = ctx.device.type == "cuda" if fast is None else fast
-    x = torch.cat([v1, v2]).to(ctx.device, non_blocking=True)
+    x = torch.cat([v1.to(ctx.device, non_blocking=True), v2.to(ctx.device, non_blocking=True)])
     if fast:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=fast):
@@ -502,6 +532,7 @@ def _pretrain(cfg: PretrainConfig, run: Path, ctx: distributed.Context, ckpt: di
                 )
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
+            lr_used = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
             for k in sums:
@@ -519,7 +550,7 @@ def _pretrain(cfg: PretrainConfig, run: Path, ctx: distributed.Context, ckpt: di
         if ctx.main:
             _, z_eval = embed(core, eval_x, device)
             row = {
-                "epoch": epoch, "step": epoch * steps, "lr": optimizer.param_groups[0]["lr"],
+                "epoch": epoch, "step": epoch * steps, "lr": lr_used,
                 **{k: v / steps for k, v in sums.items()},
                 "images_per_s": (steps - start_step) * cfg.batch_size / seconds, "epoch_seconds": seconds,
                 **collapse_row(z_eval),
