@@ -17,7 +17,13 @@ __all__ = ["check_positive", "check_nonnegative", "check_size", "check_choice", 
 
 
 def _finite_real(value: object) -> bool:
+    """A finite real number (Python or numpy), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: object) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_positive(name: str, value: object) -> float:
@@ -36,7 +42,7 @@ def check_nonnegative(name: str, value: object) -> float:
 
 def check_size(name: str, value: object, minimum: int = 1) -> int:
     """``value`` as an int if it is an integer (Python or numpy, not bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if not _integer(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
     return int(value)
 

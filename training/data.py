@@ -144,12 +144,6 @@ def _check_bool(name: str, value: object) -> bool:
     return bool(value)
 
 
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
-    return int(seed)
-
-
 def _check_triple(name: str, value: object, *, positive: bool) -> tuple[float, float, float]:
     """``value`` as three finite floats (``> 0`` when ``positive``), else ValueError naming ``name``."""
     what = "three finite real numbers > 0" if positive else "three finite real numbers"
@@ -362,7 +356,7 @@ def write_synthetic_cifar(
         raise ValueError(f"num_classes must be an integer in [2, 100] (CIFAR-100 fine labels); got {num_classes!r}")
     train_per_class = check_size("train_per_class", train_per_class, minimum=1)
     test_per_class = check_size("test_per_class", test_per_class, minimum=1)
-    seed = _check_seed(seed)
+    seed = check_size("seed", seed, 0)
 
     templates_ss, train_ss, test_ss = np.random.SeedSequence(seed).spawn(3)
     templates, colours = _synthetic_templates(np.random.default_rng(templates_ss), num_classes)
@@ -625,7 +619,7 @@ def labeled_subset(targets: Sequence[int] | np.ndarray | torch.Tensor, fraction:
         or not 0 < fraction <= 1
     ):
         raise ValueError(f"fraction must be a real number in (0, 1]; got {fraction!r}")
-    seed = _check_seed(seed)
+    seed = check_size("seed", seed, 0)
     if fraction == 1:
         return np.arange(labels.size, dtype=np.int64)
     rng = np.random.default_rng(seed)
@@ -701,7 +695,7 @@ class TwoViewDataset(Dataset):
         self.base = base
         self.transform = transform
         self.labels = labels.detach().cpu()
-        self.seed = None if seed is None else _check_seed(seed)
+        self.seed = None if seed is None else check_size("seed", seed, 0)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

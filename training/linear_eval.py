@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Subset
 
@@ -37,10 +35,13 @@ from clop._checks import check_positive, check_size
 from clop._device import default_device
 
 from training import data as tdata
-from training.pretrain import CHECKPOINT, CONFIG, LABELED, HelpFormatter, PretrainConfig, append_row, build_model, embed
+from training.pretrain import (
+    CHECKPOINT, CONFIG, LABELED, PROBE_RESULT, HelpFormatter, PretrainConfig, append_row, build_model, default_workers,
+    embed,
+)
 from training.probe import fit_linear_probe, topk_accuracy
 
-RESULT = "linear_eval.json"
+RESULT = PROBE_RESULT
 
 
 @dataclasses.dataclass
@@ -68,7 +69,7 @@ class ProbeConfig:
             raise ValueError(f"weight_decay must be >= 0; got {c.weight_decay!r}")
         check_size("batch_size", c.batch_size)
         if c.workers is None:
-            c.workers = min(8, os.cpu_count() or 1)
+            c.workers = default_workers()
         check_size("workers", c.workers, 0)
         if c.results is None:
             c.results = str(Path(c.run).resolve().parent / "results.csv")

@@ -25,32 +25,25 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
+from clop._checks import _finite_real, _integer, check_nonnegative, check_size
+
 __all__ = ["LARS", "param_groups", "warmup_cosine", "make_scheduler"]
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _check_hyper(group: dict[str, Any], where: str = "") -> None:
     """ValueError naming the hyper-parameter when a LARS hyper-parameter is out of range."""
     checks = (
-        ("lr", lambda v: _is_real(v) and v >= 0, "a finite real number >= 0"),
-        ("momentum", lambda v: _is_real(v) and 0 <= v < 1, "a real number in [0, 1)"),
-        ("weight_decay", lambda v: _is_real(v) and v >= 0, "a finite real number >= 0"),
-        ("trust_coefficient", lambda v: _is_real(v) and v > 0, "a finite real number > 0"),
-        ("eps", lambda v: _is_real(v) and v >= 0, "a finite real number >= 0"),
+        ("lr", lambda v: _finite_real(v) and v >= 0, "a finite real number >= 0"),
+        ("momentum", lambda v: _finite_real(v) and 0 <= v < 1, "a real number in [0, 1)"),
+        ("weight_decay", lambda v: _finite_real(v) and v >= 0, "a finite real number >= 0"),
+        ("trust_coefficient", lambda v: _finite_real(v) and v > 0, "a finite real number > 0"),
+        ("eps", lambda v: _finite_real(v) and v >= 0, "a finite real number >= 0"),
         ("lars_adaptation", lambda v: isinstance(v, bool), "a bool"),
     )
     for name, ok, accepted in checks:
@@ -207,8 +200,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    if not (_is_real(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be a finite real number >= 0; got {weight_decay!r}")
+    check_nonnegative("weight_decay", weight_decay)
     adapted: list[nn.Parameter] = []
     excluded: list[nn.Parameter] = []
     for _, p in model.named_parameters():
@@ -223,9 +215,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def _check_schedule(total_steps: object, warmup_steps: object) -> None:
-    if not _is_int(total_steps) or total_steps < 1:
-        raise ValueError(f"total_steps must be an integer >= 1; got {total_steps!r}")
-    if not _is_int(warmup_steps) or not 0 <= warmup_steps <= total_steps:
+    check_size("total_steps", total_steps)
+    if not _integer(warmup_steps) or not 0 <= warmup_steps <= total_steps:
         raise ValueError(
             f"warmup_steps must be an integer with 0 <= warmup_steps <= total_steps={total_steps}; "
             f"got {warmup_steps!r}"
@@ -252,8 +243,7 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
     non-integers.
     """
     _check_schedule(total_steps, warmup_steps)
-    if not _is_int(step) or step < 0:
-        raise ValueError(f"step must be an integer >= 0; got {step!r}")
+    check_size("step", step, 0)
     step = min(int(step), total_steps)
     if step < warmup_steps:
         return (step + 1) / warmup_steps

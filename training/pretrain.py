@@ -86,7 +86,12 @@ LAST_GOOD = "last_good.pt"
 METRICS = "metrics.csv"
 CONFIG = "config.json"
 LABELED = "labeled_indices.npy"
-RUN_FILES = (CONFIG, LABELED, METRICS, CHECKPOINT, LAST_GOOD, "train.log", "linear_eval.json")
+PROBE_RESULT = "linear_eval.json"
+"""Written by training.linear_eval into the run directory."""
+LOG = "train.log"
+RUN_FILES = (CONFIG, LABELED, METRICS, CHECKPOINT, LAST_GOOD, LOG, PROBE_RESULT)
+RESUMABLE_CHANGES = ("out", "data_root", "download", "workers", "device", "overwrite", "resume", "checkpoint_every")
+"""Settings that may differ between a run and its resumption: they do not change its numbers."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -176,8 +181,7 @@ class PretrainConfig:
         if c.resume and c.overwrite:
             raise ValueError("resume and overwrite exclude each other; pass one of --resume, --overwrite")
         if c.workers is None:
-            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun: processes on this machine
-            c.workers = max(1, min(8, (os.cpu_count() or 1) // per_node))
+            c.workers = default_workers()
         c.workers = check_size("workers", c.workers, 0)
         default_device(c.device)  # fails now if CUDA is asked for and absent
         if c.out is None:
@@ -192,6 +196,18 @@ class PretrainConfig:
     def lr(self) -> float:
         """The learning rate the optimiser uses: base_lr x batch_size / 256 (CLOP paper Sec. 5)."""
         return self.base_lr * self.batch_size / 256
+
+
+def default_workers() -> int:
+    """Data-loading processes per training process: min(8, CPUs / processes on this machine), at least 1."""
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # set by torchrun
+    return max(1, min(8, (os.cpu_count() or 1) // per_node))
+
+
+def changed_settings(saved: dict, now: dict) -> list[str]:
+    """The settings of ``now`` that differ from ``saved`` and change a run's numbers, as "name: saved -> now"."""
+    return [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items()
+            if k not in RESUMABLE_CHANGES and saved.get(k) != v]
 
 
 def seed_everything(seed: int) -> None:
@@ -253,10 +269,6 @@ def build_objective(cfg: PretrainConfig, device: torch.device) -> CLOPObjective:
     return CLOPObjective(base, clop)
 
 
-# Settings that may differ between a run and its resumption (they do not change the numbers).
-RESUMABLE_CHANGES = ("out", "data_root", "download", "workers", "device", "overwrite", "resume", "checkpoint_every")
-
-
 def _run_state(cfg: PretrainConfig) -> tuple[str, dict | None]:
     """What --out holds: ("new", None), ("resume", checkpoint) or ("finished", checkpoint); read-only.
 
@@ -275,10 +287,9 @@ def _run_state(cfg: PretrainConfig) -> tuple[str, dict | None]:
     if not (run / CHECKPOINT).exists():
         return "new", None  # killed before its first checkpoint: nothing to keep
     ckpt = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
-    saved, now = ckpt["config"], dataclasses.asdict(cfg)
-    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+    changed = sorted(changed_settings(ckpt["config"], dataclasses.asdict(cfg)))
     if changed:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
+        detail = ", ".join(changed)
         raise ValueError(f"resume: the run in {str(run)!r} was made with other settings ({detail}); "
                          "resume it with its own settings, or pass --overwrite")
     finished = ckpt["epoch"] == cfg.epochs and ckpt["step_in_epoch"] == 0
@@ -299,7 +310,7 @@ def _setup_logging(run: Path, main: bool) -> list[logging.Handler]:
         handlers: list[logging.Handler] = [logging.NullHandler()]
     else:
         log.setLevel(logging.INFO)
-        handlers = [logging.FileHandler(run / "train.log"), logging.StreamHandler(sys.stderr)]
+        handlers = [logging.FileHandler(run / LOG), logging.StreamHandler(sys.stderr)]
         handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         handlers[1].setFormatter(logging.Formatter("%(message)s"))
     for h in handlers:
@@ -307,13 +318,16 @@ def _setup_logging(run: Path, main: bool) -> list[logging.Handler]:
     return handlers
 
 
-def eval_batch_images(cfg: PretrainConfig, dataset_root: str) -> torch.Tensor:
-    """The fixed evaluation batch: (eval_batch, 3, S, S), un-augmented training images chosen with the seed."""
+def eval_batch_images(cfg: PretrainConfig, train: torch.utils.data.Dataset) -> torch.Tensor:
+    """The fixed evaluation batch: (eval_batch, 3, S, S), un-augmented training images chosen with the seed.
+
+    ``train``: the training split as (PIL image, label) items (``load_dataset`` without a transform).
+    """
     info = tdata.DATASET_INFO[cfg.dataset]
-    base = tdata.load_dataset(cfg.dataset, dataset_root, "train", tdata.eval_transform(cfg.image_size, info.mean, info.std))
-    n = min(cfg.eval_batch, len(base))
-    idx = np.random.default_rng(cfg.seed).permutation(len(base))[:n]
-    return torch.stack([base[int(i)][0] for i in idx])
+    transform = tdata.eval_transform(cfg.image_size, info.mean, info.std)
+    n = min(cfg.eval_batch, len(train))
+    idx = np.random.default_rng(cfg.seed).permutation(len(train))[:n]
+    return torch.stack([transform(train[int(i)][0]) for i in idx])
 
 
 def collapse_row(z: torch.Tensor) -> dict[str, float]:
@@ -466,7 +480,7 @@ def _pretrain(cfg: PretrainConfig, run: Path, ctx: distributed.Context, ckpt: di
         views, batch_size=cfg.batch_size // ctx.world, sampler=order, num_workers=cfg.workers, pin_memory=cuda,
         worker_init_fn=_worker_init,
     )
-    eval_x = eval_batch_images(cfg, cfg.data_root) if ctx.main else None
+    eval_x = eval_batch_images(cfg, train_base) if ctx.main else None
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every process, whatever the data code consumed
     model = build_model(cfg).to(device)

@@ -20,27 +20,19 @@ standardised per dimension first so that one learning rate suits any backbone's 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from clop._checks import _finite_real, _integer, check_nonnegative, check_positive, check_size
 from clop._device import default_device
 from training.optim import warmup_cosine
 
 __all__ = ["LinearProbe", "fit_linear_probe", "topk_accuracy"]
 
 _STATS_CHUNK = 65536  # rows per chunk when computing the feature mean/std in float64
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 class LinearProbe(nn.Module):
@@ -62,10 +54,8 @@ class LinearProbe(nn.Module):
         self, in_features: int, num_classes: int, mean: Tensor | None = None, std: Tensor | None = None
     ) -> None:
         super().__init__()
-        if not _is_int(in_features) or in_features < 1:
-            raise ValueError(f"in_features must be an integer >= 1; got {in_features!r}")
-        if not _is_int(num_classes) or num_classes < 1:
-            raise ValueError(f"num_classes must be an integer >= 1; got {num_classes!r}")
+        check_size("in_features", in_features)
+        check_size("num_classes", num_classes)
         mean = torch.zeros(in_features) if mean is None else torch.as_tensor(mean).detach()
         std = torch.ones(in_features) if std is None else torch.as_tensor(std).detach()
         for name, t in (("mean", mean), ("std", std)):
@@ -153,21 +143,17 @@ def fit_linear_probe(
         raise ValueError(f"y must be a 1-D integer tensor (N,); got {_describe(y)}")
     if y.shape[0] != n:
         raise ValueError(f"y must have length N={n} (rows of x); got {y.shape[0]}")
-    if not _is_int(num_classes) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}")
+    check_size("num_classes", num_classes, 2)
     y_min, y_max = int(y.min()), int(y.max())
     if y_min < 0 or y_max >= num_classes:
         raise ValueError(f"y must lie in [0, num_classes={num_classes}); got values in [{y_min}, {y_max}]")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if not _is_int(value) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    if not (_is_real(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite real number > 0; got {lr!r}")
-    if not (_is_real(momentum) and 0 <= momentum < 1):
+    check_size("epochs", epochs)
+    check_size("batch_size", batch_size)
+    check_positive("lr", lr)
+    if not (_finite_real(momentum) and 0 <= momentum < 1):
         raise ValueError(f"momentum must be a real number in [0, 1); got {momentum!r}")
-    if not (_is_real(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be a finite real number >= 0; got {weight_decay!r}")
-    if not _is_int(seed):
+    check_nonnegative("weight_decay", weight_decay)
+    if not _integer(seed):
         raise ValueError(f"seed must be an integer; got {seed!r}")
     dev = default_device(device)
 
@@ -240,11 +226,11 @@ def topk_accuracy(logits: Tensor, labels: Tensor, ks: Iterable[int] | int = (1, 
         raise ValueError(f"labels must have length N={n} (rows of logits); got {labels.shape[0]}")
     if n == 0:
         raise ValueError("logits must have at least one row; got N = 0")
-    ks_t = (ks,) if _is_int(ks) else tuple(ks)  # type: ignore[arg-type]
+    ks_t = (ks,) if _integer(ks) else tuple(ks)  # type: ignore[arg-type]
     if not ks_t:
         raise ValueError("ks must contain at least one k; got an empty sequence")
     for k in ks_t:
-        if not _is_int(k) or not 1 <= k <= c:
+        if not _integer(k) or not 1 <= k <= c:
             raise ValueError(f"ks must hold integers in [1, C={c}]; got k={k!r}")
     labels = labels.to(device=logits.device, dtype=torch.long)
     if int(labels.min()) < 0 or int(labels.max()) >= c:

@@ -78,7 +78,7 @@ from pathlib import Path
 
 from training import data as tdata
 from training.linear_eval import RESULT, ProbeConfig
-from training.pretrain import CHECKPOINT, CONFIG, LABELED, LAST_GOOD, METRICS, RESUMABLE_CHANGES, HelpFormatter
+from training.pretrain import CHECKPOINT, CONFIG, METRICS, RUN_FILES, HelpFormatter, changed_settings
 from training.pretrain import build_parser as pretrain_parser
 from training.pretrain import config_from_args
 
@@ -316,7 +316,7 @@ def status(run_dir: str | Path) -> str:
         return "done"
     if _finished_training(run):
         return "trained"
-    if any((run / f).exists() for f in (CONFIG, LABELED, METRICS, CHECKPOINT, LAST_GOOD, "train.log")):
+    if any((run / f).exists() for f in RUN_FILES):
         return "partial"
     return "new"
 
@@ -478,8 +478,7 @@ def conflicts(point: Point, launch: Launch) -> list[str]:
         saved = None
     if isinstance(saved, dict):
         now = dataclasses.asdict(pretrain_config(point, launch))
-        out += [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in now
-                if k in saved and k not in RESUMABLE_CHANGES and saved[k] != now[k]]
+        out += changed_settings(saved, {k: v for k, v in now.items() if k in saved})
     try:
         row = json.loads((point.run_dir / RESULT).read_text())
     except (OSError, ValueError):
