@@ -46,6 +46,8 @@ one ``aminmax``); :class:`CLOPObjective` range-checks its labels once per forwar
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -163,6 +165,18 @@ def _unit_rows(z: torch.Tensor) -> torch.Tensor:
     return z / torch.linalg.vector_norm(z, dim=-1, keepdim=True).clamp_min(_NORM_FLOOR)
 
 
+@functools.lru_cache(maxsize=16)
+def _excluded_pairs(m: int, n: int, drop_partner: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(m, m) additive mask: -inf where a = i (and a = p(i) when ``drop_partner``), 0 elsewhere. Cached:
+    it depends on the batch size only, and a training run asks for the same one at every step."""
+    mask = torch.zeros(m, m, dtype=dtype, device=device)
+    mask.fill_diagonal_(float("-inf"))
+    if drop_partner:
+        mask.diagonal(n).fill_(float("-inf"))
+        mask.diagonal(-n).fill_(float("-inf"))
+    return mask
+
+
 def _two_view_logits(
     z1: torch.Tensor, z2: torch.Tensor, temperature: float, *, drop_partner: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,20 +184,17 @@ def _two_view_logits(
 
     Returns ``(logits, positive)``: logits (2N, 2N) = u u^T / tau with the diagonal (a = i) set to
     -inf, and also the partner entries (a = p(i)) when ``drop_partner``; positive (2N,) =
-    s_{i p(i)}, read before the partner entries are dropped. The masking is done in place on the
-    one (2N, 2N) matrix (no masked copies); it is allowed by autograd because neither the matmul
-    nor the division saves its output.
+    s_{i p(i)} = u_i . u_p(i) / tau, computed from the row pairs (2N values, no read of the matrix). The
+    logits are one ``addmm`` of the cached -inf mask and u u^T scaled by 1/tau: no in-place writes and no
+    diagonal views, whose backward passes would each allocate and fill a (2N, 2N) gradient (measured:
+    1.3-1.5x faster per step than masking in place, forward + backward, benchmarks/bench_ffn.py).
     """
     n = z1.shape[0]
     u = _unit_rows(torch.cat([z1, z2], dim=0))
-    logits = (u @ u.T).div_(temperature)
-    # s_{i, i+N} and s_{i+N, i}: the two off-diagonal block diagonals (a copy of 2N values)
-    positive = torch.cat([logits.diagonal(n), logits.diagonal(-n)])
-    logits.diagonal().fill_(float("-inf"))
-    if drop_partner:
-        logits.diagonal(n).fill_(float("-inf"))
-        logits.diagonal(-n).fill_(float("-inf"))
-    return logits, positive
+    mask = _excluded_pairs(2 * n, n, drop_partner, u.dtype, u.device)
+    logits = torch.addmm(mask, u, u.T, alpha=1.0 / temperature)
+    pos = (u[:n] * u[n:]).sum(dim=1).div(temperature)
+    return logits, torch.cat([pos, pos])
 
 
 # --------------------------------------------------------------------------------------------
@@ -562,13 +573,19 @@ def l_class(x: torch.Tensor) -> torch.Tensor:
     similarity and gives the optimum as -k; that is this sign (see theory/ for the check).
     Uses the identity sum_{i != j} x_i.x_j = ||sum_i x_i||^2 - sum_i ||x_i||^2, exact for any rows.
     Its minimum over unit rows is -k, reached exactly when sum_i x_i = 0 (e.g. a simplex ETF);
-    k orthonormal rows give 0.
+    k orthonormal rows give 0. ``x`` must be a non-empty floating-point tensor (else ``ValueError``).
 
     >>> l_class(torch.eye(3))
     tensor(0.)
     """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x must be a torch.Tensor of shape (..., k, m); got {type(x).__name__}")
     if x.dim() < 2:
         raise ValueError(f"x must have shape (..., k, m); got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor; got dtype {x.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"x is empty (no embeddings or no dimensions); shape {tuple(x.shape)}")
     s = x.sum(dim=-2)
     return (s * s).sum(dim=-1) - (x * x).sum(dim=(-2, -1))
 
