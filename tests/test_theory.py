@@ -28,7 +28,7 @@ def _zero(expr) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [2, 2.0, 1, 0, -3, float("nan"), float("inf"), [3, 2], np.array([5.0, 1.5]), True])
+@pytest.mark.parametrize("bad", [2, 2.0, 1, 0, -3, float("nan"), float("inf"), [3, 2], np.array([5.0, 1.5]), True, 2.5, 7.5, "5"])
 def test_k_at_most_two_raises_naming_k(bad):
     for fn in (t1.lr_bound, t1.critical_lr, t1.paper_closed_form):
         with pytest.raises(ValueError, match="k"):
@@ -41,7 +41,7 @@ def test_bad_eps_raises(bad):
         t1.lr_bound(10, bad)
 
 
-@pytest.mark.parametrize("kv", [3, 4, 7.5, 30, 1000])
+@pytest.mark.parametrize("kv", [3, 4, 7, 30.0, 1000])
 def test_floats_equal_sympy_evaluation(kv):
     assert t1.critical_lr(kv) == pytest.approx(float(t1.critical_lr_expr().subs(k, kv)), rel=1e-14)
     assert t1.paper_closed_form(kv) == pytest.approx(float(t1.paper_closed_form_expr().subs(k, kv)), rel=1e-14)

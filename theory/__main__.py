@@ -1,14 +1,18 @@
 """``python -m theory``: run every theory check of the CLOP paper and print the verdicts.
 
 Options: ``--json`` (JSON list of {id, claim, method, verdict, detail}), ``--markdown PATH`` (report with
-the exact expressions), ``--figure PATH`` (Theorem 1 bound vs k; CSV theorem1_bound.csv written beside it),
+the exact expressions), ``--figure PATH`` (Theorem 1 bound vs k; CSV theorem1_bound.csv written beside it; theory/figure.py),
 ``--fast`` (smaller Monte Carlo).  See theory/report.py.
+
+Both output paths are checked before any computation (a folder, an unwritable folder or a figure suffix
+matplotlib cannot write ends the command with exit status 2 and a message naming the flag). Every file
+is written to a temporary file beside its final name and renamed into place; the figure and its CSV are
+put in place together, so an interrupted run leaves the previous outputs as they were.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -22,19 +26,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
 
-    from theory import report
+    from clop._io import atomic_write_text, check_output_file
+    from theory import figure, report
 
+    try:  # before any computation
+        if args.markdown:
+            check_output_file(args.markdown, "--markdown")
+        if args.figure:
+            figure.figure_format(args.figure, "--figure")
+            check_output_file(args.figure, "--figure")
+    except ValueError as exc:
+        parser.error(str(exc))
     start = time.perf_counter()
     claims = report.all_claims(fast=args.fast, progress=not args.no_progress)
     if args.figure:
-        csv_path = report.write_figure(args.figure)
+        csv_path = figure.write_figure(args.figure)
         print(f"wrote {args.figure} and {csv_path}", file=sys.stderr)
     elapsed = time.perf_counter() - start
     if args.markdown:
-        folder = os.path.dirname(os.path.abspath(args.markdown))
-        os.makedirs(folder, exist_ok=True)
-        with open(args.markdown, "w") as fh:
-            fh.write(report.to_markdown(claims, runtime_s=elapsed))
+        atomic_write_text(args.markdown, report.to_markdown(claims, runtime_s=elapsed))
         print(f"wrote {args.markdown}", file=sys.stderr)
     if args.json:
         print(report.to_json(claims))

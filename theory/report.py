@@ -1,21 +1,21 @@
-"""Collects every theory claim of the CLOP paper with a verdict, and renders table / JSON / Markdown / figure.
+"""Collects every theory claim of the CLOP paper with a verdict, and renders table / JSON / Markdown.
 
 Paper: CLOP, ../shared/papers/001_a0916c72eb7a88d5.txt (Section 3, Appendices C-E).
 Verdicts (../shared/DESIGN.md): ``holds``, ``holds with correction``, ``conservative``, ``fails``,
 ``not checked``, each with a one-line detail.  All computations live in :mod:`theory.theorem1`,
 :mod:`theory.theorem1_numerics`, :mod:`theory.lemma1` and :mod:`theory.lclass`; this module only runs them
-and words the verdicts from their results.
+and words the verdicts from their results: every verdict is computed from the values its detail prints.
+The Theorem 1 figure lives in :mod:`theory.figure` (``write_figure`` is re-exported here).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import math
-import os
 
 import sympy as sp
+
+from theory.figure import plot_from_csv, write_figure  # noqa: F401  (re-exported: they used to live here)
 
 VERDICTS = ("holds", "holds with correction", "conservative", "fails", "not checked")
 
@@ -79,7 +79,6 @@ def theorem1_claims(fast: bool = False) -> list[Claim]:
     """Claims of Theorem 1 / Appendix D.  ``fast`` shrinks the Monte Carlo and the Jacobian checks."""
     from theory import theorem1 as t1
     from theory import theorem1_numerics as num
-    from theory.paper_data import PAPER_QUOTES
 
     k, eta, eps = t1.k, t1.eta, t1.eps
     claims: list[Claim] = []
@@ -87,13 +86,15 @@ def theorem1_claims(fast: bool = False) -> list[Claim]:
     # --- the step and the learning-rate convention
     ok_sym, how = t1.derive_gradient_relation()
     autograd_err = num.gradient_relation_autograd()
+    step_gap, n_sym = t1.paper_step_gap_expr()
+    n_reads_k = step_gap != 0 and _eq0(step_gap.subs(n_sym, k), 0)  # misprint, fixed by reading n as k
     claims.append(
         Claim(
             "T1-step",
             "Appendix D step: x_i^(1) = x_i^(0) - eta/(k-1) (n mu^(0) - x_i^(0)) = (1 + eta/(k-1)) x_i^(0) - eta k/(k-1) mu^(0)",
-            "sympy expansion of the step; symbolic gradient of sum_{i!=j} x_i.x_j (k=3..5) and float64 autograd of clop.losses.l_class",
-            "holds with correction" if ok_sym and autograd_err < 1e-12 else "fails",
-            f"'n mu' must read 'k mu' (then the two printed forms agree); grad_(x_i) L_class = 2(k mu - x_i), so this eta = 2(k-1) x (plain GD learning rate) [{how}; autograd max error {autograd_err:.1e}]",
+            "sympy expansion of the step (printed 'n' kept as a symbol); symbolic gradient of sum_{i!=j} x_i.x_j (k=3..5) and float64 autograd of clop.losses.l_class",
+            ("holds with correction" if n_reads_k else "holds") if ok_sym and autograd_err < 1e-12 else "fails",
+            f"printed minus k-form step = ({step_gap}) mu: 'n mu' must read 'k mu' ({n_reads_k}; then the two printed forms agree); grad_(x_i) L_class = 2(k mu - x_i), so this eta = 2(k-1) x (plain GD learning rate) [{how}; autograd max error {autograd_err:.1e}]",
             {"coefficients (A, B) of x_i and mu": sp.Tuple(*t1._step_coefficients()), "eta from a plain learning rate lr": t1.appendix_d_eta_from_plain_lr(sp.Symbol("lr", positive=True), k)},
         )
     )
@@ -219,7 +220,7 @@ def theorem1_claims(fast: bool = False) -> list[Claim]:
             "T1-bound",
             "Theorem 1 / Eq. (2): eta with (1-eta)^2 <= E||x^(1)||^2 (1+eps)^2 keeps the mean from growing by more than (1+eps); eps = 0 gives an O(1) bound",
             "sympy solve of (2) with the derived E||x^(1)||^2 (largest root; general eps and eps = 0); one normalised step from uniform random starts (k=30, m=100)",
-            "holds with correction" if bound_ok else "fails",
+            ("holds with correction" if poly_diff != 0 else "holds") if bound_ok else "fails",
             f"with E||x^(1)||^2 = 1 + eta^2/(k-1): eta <= {bound0} at eps = 0 (= {series['corrected bound 2(k-1)/(k-2)'][0]} + {series['corrected bound 2(k-1)/(k-2)'][1]}/k + O(1/k^2)); from random starts (k=30) one step at that eta "
             f"scales E||mu|| by {ratio_growth[0]['ratio']:.3f}, at eta = 2.1 by {ratio_growth[1]['ratio']:.3f}",
             {"corrected inequality (2)": sp.Le((1 - eta) ** 2, derived * (1 + eps) ** 2), "largest eta, general eps": general, "largest eta, eps = 0": bound0},
@@ -227,16 +228,7 @@ def theorem1_claims(fast: bool = False) -> list[Claim]:
     )
 
     # --- (d) the proof's gaps
-    claims.append(
-        Claim(
-            "T1-proof",
-            "Appendix D's argument (E||x|| <= B, then mu^(1) >= (1/(kB)) sum_i x_i^(1) = (1-eta)/B mu^(0), then (1-eta)/B <= 1+eps) proves the bound",
-            "reading of the proof against the derived quantities",
-            "fails",
-            "heuristic, not a proof: E||x_i|| <= B gives no per-sample 1/||x_i|| >= 1/B; 'mu^(1) >= ...' compares vectors; (1-eta)/B <= 1+eps is void for eta > 1 and "
-            "squaring needs |1-eta|; statement says 'learning rate mu' and sums run to n (read eta, k); the corrected bound is confirmed by T1-critical instead",
-        )
-    )
+    claims.append(t1_proof_claim(fast))
 
     # --- (f) exact critical learning rate
     fac = t1.mean_factor_expr()
@@ -280,7 +272,7 @@ def theorem1_claims(fast: bool = False) -> list[Claim]:
             "Setting eps = 0 'guarantees a non-increasing mean' (the bound is where the mean stops shrinking)",
             "sympy first-order expansion of the normalised step at a zero-mean configuration (symbolic k); "
             f"finite-difference Jacobian of the float64 step at a simplex ETF and a descent-reached rank-(k-1) configuration, k in {ks}",
-            "holds with correction" if fac_ok and coincide and crosses else "fails",
+            ("holds with correction" if not _eq0(crit, closed) else "holds") if fac_ok and coincide and crosses else "fails",
             f"mean map (1-r)I + rG, r = {r}; factor {fac0} on G-eigenvalue 0 reaches -1 at eta = {crit}, identical to the corrected bound ({coincide}); "
             f"FD spectral radius < 1 at (1-1e-4)x and > 1 at (1+1e-4)x critical in every case ({crosses}); in-span directions still < 1 there ({span_stays}); "
             f"FD vs formula {max_err:.0e}",
@@ -313,30 +305,92 @@ def theorem1_claims(fast: bool = False) -> list[Claim]:
         )
     )
 
-    # the quoted 2.03 (a number in the text: compared in this detail only, kept with its source)
+    claims.append(t1_k30_claim())
+    return claims
+
+
+def _set_text(interval) -> str:
+    """A sympy Interval as '(0, 29/14]' (oo as inf); any other set as sympy prints it."""
+    if not isinstance(interval, sp.Interval):
+        return str(interval)
+    ends = ["inf" if e == sp.oo else str(e) for e in (interval.start, interval.end)]
+    return f"{'(' if interval.left_open else '['}{ends[0]}, {ends[1]}{')' if interval.right_open else ']'}"
+
+
+def proof_verdict(last_step_void: bool, rows_above_fraction: float) -> str:
+    """T1-proof: 'fails' when the proof's last inequality bounds no eta or a row exceeds the bound B that the
+    proof applies row by row; 'holds' otherwise."""
+    return "fails" if last_step_void or rows_above_fraction > 0 else "holds"
+
+
+def t1_proof_claim(fast: bool = False) -> Claim:
+    """Claim T1-proof: two steps of Appendix D's argument checked against the derived quantities."""
+    from theory import theorem1 as t1
+    from theory import theorem1_numerics as num
+
+    proof_sets = t1.proof_final_inequality_sets((3, 30))
+    last_step_void = all(printed == sp.Interval.open(0, sp.oo) for printed, _ in proof_sets.values())
+    bound0 = t1.lr_bound_eps0_expr()
+    squared_gives_bound = all(_eq0(sq.sup, bound0.subs(t1.k, kv)) for kv, (_, sq) in proof_sets.items())
+    rows = num.rows_above_norm_bound(30, 100, t1.lr_bound(30), n=600 if fast else 2000)
+    return Claim(
+        "T1-proof",
+        "Appendix D's argument (E||x|| <= B, then mu^(1) >= (1/(kB)) sum_i x_i^(1) = (1-eta)/B mu^(0), then (1-eta)/B <= 1+eps) proves the bound",
+        "sympy solve_univariate_inequality of the last step (1-eta)/B <= 1 and of its square, B = sqrt(1 + eta^2/(k-1)) derived, eta > 0, "
+        "k in {3, 30}; one un-normalised step from uniform random starts (k = 30, m = 100, eta = corrected bound): rows with ||x_i^(1)|| > B",
+        proof_verdict(last_step_void, rows["fraction"]),
+        "eta > 0 satisfying the last step: " + ", ".join(f"k = {kv}: {_set_text(pr)}" for kv, (pr, _) in proof_sets.items())
+        + (" (every eta: it bounds nothing)" if last_step_void else "")
+        + "; satisfying its square: " + ", ".join(f"k = {kv}: {_set_text(sq)}" for kv, (_, sq) in proof_sets.items())
+        + f" (ends at the corrected bound: {squared_gives_bound}; squaring needs |1-eta|); E||x_i|| <= B gives no per-row "
+        f"1/||x_i|| >= 1/B: {rows['fraction']:.0%} of {rows['rows']} rows exceed B (up to {rows['max_ratio']:.3f} B). "
+        "Read, not computed: 'mu^(1) >= ...' compares vectors; the statement says 'learning rate mu' and sums run to n "
+        "(read eta, k); the corrected bound is confirmed by T1-critical instead",
+        {f"k = {kv}: eta > 0 with (1-eta)/B <= 1, and with (1-eta)^2 <= B^2": sp.Tuple(pr, sq) for kv, (pr, sq) in proof_sets.items()},
+    )
+
+
+K30_CORRECTED = "corrected bound = critical rate"
+
+
+def k30_verdict(matches: list[str], bracket: bool) -> str:
+    """T1-k30 from the names of the evaluated expressions whose 2-decimal value equals the quoted number:
+    'holds' when the correctly derived bound gives it; 'holds with correction' when only a printed form gives
+    it and Figure 3's two learning rates bracket the corrected value; 'fails' otherwise."""
+    if K30_CORRECTED in matches:
+        return "holds"
+    return "holds with correction" if matches and bracket else "fails"
+
+
+def t1_k30_claim() -> Claim:
+    """Claim T1-k30: the number the text quotes for k = 30 (kept with its source in theory.paper_data) set
+    beside the derived and printed expressions at k = 30; the verdict is computed from the printed values."""
+    from theory import theorem1 as t1
+    from theory.paper_data import PAPER_QUOTES
+
     quote = PAPER_QUOTES["theorem1_bound_k30"]
     k30 = quote["k"]
     vals = {
         "printed closed form": t1.paper_closed_form(k30),
-        "printed ratio": float(ratio.subs(k, k30)),
-        "corrected bound = critical rate": t1.lr_bound(k30),
+        "printed ratio": float(t1.paper_ratio_expr().subs(t1.k, k30)),
+        K30_CORRECTED: t1.lr_bound(k30),
     }
     matches = [n for n, v in vals.items() if f"{v:.2f}" == quote["value"]]
     lrs = PAPER_QUOTES["figure3_learning_rates"]["value"]
     bracket = float(lrs[0]) < t1.critical_lr(k30) < float(lrs[1])
-    claims.append(
-        Claim(
-            "T1-k30",
-            f"'according to Theorem 1, the upper bound for non-increasing class embedding means is {quote['value']}' (k = {k30}; {quote['where']})",
-            "derived expressions evaluated at k = 30, rounded to 2 decimals, set beside the quoted number",
-            "holds with correction",
-            ", ".join(f"{n} {v:.4f}" for n, v in vals.items())
-            + f"; the quoted {quote['value']} matches: {', '.join(matches) or 'none'} (i.e. the misprinted denominator); "
-            f"Figure 3's {lrs[0]} (works) / {lrs[1]} (collapses) bracket the critical rate: {bracket}",
-        )
+    which = ("" if not matches or K30_CORRECTED in matches
+             else " (a printed form only: the misprinted algebra)")
+    return Claim(
+        "T1-k30",
+        f"'according to Theorem 1, the upper bound for non-increasing class embedding means is {quote['value']}' (k = {k30}; {quote['where']})",
+        "derived expressions evaluated at k = 30, rounded to 2 decimals, set beside the quoted number",
+        k30_verdict(matches, bracket),
+        ", ".join(f"{n} {v:.4f}" for n, v in vals.items())
+        + f"; the quoted {quote['value']} matches: {', '.join(matches) or 'none'}{which}; "
+        f"Figure 3's {lrs[0]} (works) / {lrs[1]} (collapses) bracket the critical rate: {bracket}",
+        {"critical rate at k = 30": t1.critical_lr_expr().subs(t1.k, k30),
+         "printed closed form at k = 30": t1.paper_closed_form_expr().subs(t1.k, k30)},
     )
-    claims[-1].expressions = {"critical rate at k = 30": crit.subs(k, k30), "printed closed form at k = 30": closed.subs(k, k30)}
-    return claims
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,11 +552,11 @@ def lclass_claims(fast: bool = False) -> list[Claim]:
 
 def all_claims(fast: bool = False, progress: bool = True) -> list[Claim]:
     """Run every check; ``fast`` shrinks Monte Carlo sizes (used by tests)."""
-    from tqdm import tqdm
+    from clop._progress import progress_bar
 
     parts = [("Theorem 1", lambda: theorem1_claims(fast)), ("Lemma 1", lemma1_claims), ("L_class / Lemma 2", lambda: lclass_claims(fast))]
     out: list[Claim] = []
-    for _, fn in tqdm(parts, desc="theory checks", disable=not progress):
+    for _, fn in progress_bar(parts, desc="theory checks", enabled=progress):
         out.extend(fn())
     return out
 
@@ -554,74 +608,3 @@ def to_markdown(claims: list[Claim], runtime_s: float | None = None) -> str:
             for name, expr in c.expressions.items():
                 out.append(f"- {name}: $${_latex(expr)}$$ `{' '.join(sp.sstr(expr).split())}`")
     return "\n".join(out) + "\n"
-
-
-def write_figure(path: str, k_max: int = 100) -> str:
-    """Bound (eps = 0), printed closed form, printed ratio and critical rate for k = 3..k_max; Figure 3's 2.0
-    and 2.1 as horizontal lines.  Writes theorem1_bound.csv beside ``path`` first, then draws from the CSV."""
-    import numpy as np
-
-    from theory import theorem1 as t1
-    from theory.paper_data import PAPER_QUOTES
-
-    ks = np.arange(3, k_max + 1)
-    ratio_fn = sp.lambdify(t1.k, t1.paper_ratio_expr(), "numpy")
-    data = {
-        "k": ks,
-        "lr_bound_eps0": t1.lr_bound(ks.astype(float)),
-        "critical_lr": t1.critical_lr(ks.astype(float)),
-        "paper_closed_form": t1.paper_closed_form(ks.astype(float)),
-        "paper_ratio": ratio_fn(ks.astype(float)),
-    }
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    csv_path = os.path.join(folder, "theorem1_bound.csv")
-    with open(csv_path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(list(data))
-        for row in zip(*data.values()):
-            w.writerow([int(row[0])] + [f"{float(v):.12g}" for v in row[1:]])
-    _plot_from_csv(csv_path, path, list(PAPER_QUOTES["figure3_learning_rates"]["value"]))
-    return csv_path
-
-
-def _plot_from_csv(csv_path: str, png_path: str, lrs: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    with open(csv_path) as fh:
-        rows = list(csv.DictReader(fh))
-    col = {key: np.array([float(r[key]) for r in rows]) for key in rows[0]}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    for ax, (lo, hi, ylim, logy) in zip(axes, [(3, 100, None, True), (10, 100, (1.95, 2.30), False)]):
-        sel = (col["k"] >= lo) & (col["k"] <= hi)
-        kk = col["k"][sel]
-        ax.plot(kk, col["lr_bound_eps0"][sel], "-", color="C0", lw=3, label="corrected bound (2), eps=0: 2(k-1)/(k-2)")
-        ax.plot(kk, col["critical_lr"][sel], "--", color="C3", lw=1.5, label="exact critical rate (linearisation), coincides")
-        ax.plot(kk, col["paper_closed_form"][sel], "-", color="C2", lw=1.5, label="paper's printed closed form (+4k)")
-        ax.plot(kk, col["paper_ratio"][sel], ":", color="C1", lw=1.8, label="paper's printed ratio (= +3k denominator)")
-        for lr, st in zip(lrs, ("-.", (0, (1, 1)))):
-            ax.axhline(float(lr), color="grey", ls=st, lw=1, label=f"Figure 3 learning rate {lr}")
-        ax.set_xlabel("number of class embeddings k")
-        ax.set_ylabel("learning rate eta (Appendix D step)")
-        ax.axvline(30, color="k", ls=(0, (2, 3)), lw=0.8, label="k = 30 (Figure 3 left/middle)")
-        if logy:
-            from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
-
-            ax.set_yscale("log")
-            ax.yaxis.set_major_locator(FixedLocator([1.9, 2.0, 2.1, 2.2, 2.5, 3.0, 3.5, 4.0]))
-            ax.yaxis.set_major_formatter(ScalarFormatter())
-            ax.yaxis.set_minor_formatter(NullFormatter())
-            ax.set_title("Theorem 1 bound vs k (log y-axis)")
-        else:
-            ax.set_ylim(*ylim)
-            ax.set_title("zoom near 2: k = 10..100")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8, loc="upper right")
-    fig.suptitle("Theorem 1: derived vs printed learning-rate bound (eta = 2(k-1) x plain GD rate)")
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=130)
-    plt.close(fig)

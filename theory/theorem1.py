@@ -39,6 +39,7 @@ objects, not fresh ``sympy.Symbol('k')``, when substituting).
 from __future__ import annotations
 
 import functools
+import numbers
 
 import numpy as np
 import sympy as sp
@@ -68,11 +69,13 @@ __all__ = [
     "paper_ratio_expr",
     "paper_bound_from_printed_polynomial_expr",
     "paper_mean_factor_expr",
+    "paper_step_gap_expr",
     "corrected_ratio_denominator_expr",
     "for_k_gt_2",
     "appendix_d_eta_from_plain_lr",
     "derive_gradient_relation",
     "series_in_inverse_k",
+    "proof_final_inequality_sets",
 ]
 
 #: Number of class embeddings (the theorem needs k > 2).
@@ -117,6 +120,17 @@ def paper_norm_sq_first_line_expr() -> sp.Expr:
 def paper_norm_sq_expr() -> sp.Expr:
     """The polynomial printed in Eq. (2) and on the second line after Eq. (7) (claimed = E||x_i^(1)||^2)."""
     return 1 + eta / (k - 1) - 2 * eta / k - 2 * eta**2 / (k * (k - 1)) + eta**2 * k / (k - 1) ** 2
+
+
+def paper_step_gap_expr() -> tuple[sp.Expr, sp.Symbol]:
+    """(gap, n): the printed Appendix D step x_i - eta/(k-1) (n mu - x_i), with its ``n`` kept as a symbol,
+    minus the step the rest of the appendix uses, x_i - eta/(k-1) (k mu - x_i), as the coefficient of mu:
+    eta (k - n)/(k - 1). Non-zero as printed; zero when ``n`` reads ``k``."""
+    n = sp.Symbol("n", positive=True)
+    xi, mu = sp.symbols("x_i mu")
+    printed = xi - eta / (k - 1) * (n * mu - xi)
+    derived = xi - eta / (k - 1) * (k * mu - xi)
+    return sp.factor(sp.expand(printed - derived).coeff(mu)), n
 
 
 def paper_mean_factor_expr() -> sp.Expr:
@@ -311,6 +325,27 @@ def etf_in_span_threshold_expr() -> sp.Expr:
     return sp.factor(sols[0])
 
 
+def proof_final_inequality_sets(k_values: tuple[int, ...] = (3, 30)) -> dict[int, tuple[sp.Set, sp.Set]]:
+    """Per k: the sets of eta > 0 satisfying the proof's last step at eps = 0, as printed and squared.
+
+    Appendix D ends with (1 - eta)/B <= 1 + eps, B = sqrt(E||x^(1)||^2) = sqrt(1 + eta^2/(k-1)) (derived).
+    Returns ``{k: (set of (1 - eta)/B <= 1, set of (1 - eta)^2 <= B^2)}`` solved by sympy: the printed form
+    holds for every eta > 1 (its left side is negative there), so it bounds nothing; only the squared form,
+    which needs |1 - eta|, gives the bound (0, 2(k-1)/(k-2)].
+    """
+    domain = sp.Interval.open(0, sp.oo)
+    b_sq = norm_sq_expr()
+    out = {}
+    for kv in k_values:
+        printed = ((1 - eta) / sp.sqrt(b_sq)).subs(k, kv)
+        squared = ((1 - eta) ** 2 / b_sq).subs(k, kv)
+        out[int(kv)] = (
+            sp.solve_univariate_inequality(printed <= 1, eta, relational=False, domain=domain),
+            sp.solve_univariate_inequality(squared <= 1, eta, relational=False, domain=domain),
+        )
+    return out
+
+
 def series_in_inverse_k(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
     """(limit as k -> oo, coefficient of 1/k) of a rational function of k: with u = 1/k, the value and the first
     derivative at u = 0 of the cancelled rational function f(u) (its Taylor coefficients of order 0 and 1)."""
@@ -356,19 +391,38 @@ def derive_gradient_relation(k_max: int = 5, dim: int = 2) -> tuple[bool, str]:
 # --------------------------------------------------------------------------------------------
 
 
+def _as_number_array(value) -> np.ndarray | None:
+    """``value`` as a float ndarray when it is a real number or an array of them (no bool, str or object)."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        return None
+    if isinstance(value, numbers.Integral):  # Python, numpy and sympy integers
+        return np.asarray(int(value), dtype=float)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        return None
+    if arr.dtype.kind not in "iuf" or arr.size == 0:
+        return None
+    return arr.astype(float)
+
+
 def _check_k(k_value):
-    arr = np.asarray(k_value, dtype=float) if not isinstance(k_value, bool) else None
-    if arr is None or not np.all(np.isfinite(arr)) or np.any(arr <= 2):
-        raise ValueError(f"k must be a number (or array of numbers) > 2, the number of class embeddings; got k={k_value!r}")
+    """k as a float ndarray when it is an integer >= 3 or an array of them (integer-valued floats such as
+    30.0 included), else ``ValueError`` naming k. The derivation needs a whole number of embeddings k > 2:
+    the moments are sums over i = 1..k."""
+    arr = _as_number_array(k_value)
+    if arr is None or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) or np.any(arr < 3):
+        raise ValueError(
+            "k must be an integer >= 3 (the number of class embeddings), or an array of such integers; "
+            f"got k={k_value!r}"
+        )
     return arr
 
 
 def _check_eps(eps_value):
-    if isinstance(eps_value, bool):
-        raise ValueError(f"eps must be a float >= 0; got eps={eps_value!r}")
-    arr = np.asarray(eps_value, dtype=float)
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"eps must be a finite float (or array) >= 0; got eps={eps_value!r}")
+    arr = _as_number_array(eps_value)
+    if arr is None or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"eps must be a finite real number >= 0 (or an array of them); got eps={eps_value!r}")
     return arr
 
 
@@ -387,29 +441,29 @@ def _lambdified(name: str):
     return sp.lambdify(args, fn(), modules="numpy")
 
 
-def lr_bound(k_value, eps_value=0.0):
+def lr_bound(k, eps=0.0):
     """Largest Appendix-D learning rate eta satisfying inequality (2) with the correctly derived E||x^(1)||^2.
 
-    k_value: number of class embeddings, > 2 (float or array); eps_value: tolerance >= 0 (float or array).
-    Returns a float (or ndarray); inf where (1 + eps)^2 >= k - 1 (no upper bound).  At eps = 0 this is
-    2 (k - 1)/(k - 2).
+    k: number of class embeddings, an integer >= 3 (or an array of them); eps: tolerance >= 0 (float or
+    array). Returns a float (or ndarray); inf where (1 + eps)^2 >= k - 1 (no upper bound). At eps = 0
+    this is 2 (k - 1)/(k - 2).
     """
-    kk = _check_k(k_value)
-    ee = _check_eps(eps_value)
+    kk = _check_k(k)
+    ee = _check_eps(eps)
     kk, ee = np.broadcast_arrays(kk, ee)
     with np.errstate(invalid="ignore", divide="ignore"):
         val = np.asarray(_lambdified("lr_bound")(kk, ee), dtype=float)
     val = np.where((1 + ee) ** 2 >= kk - 1, np.inf, val)
-    return _out(val, np.ndim(k_value) == 0 and np.ndim(eps_value) == 0)
+    return _out(val, np.ndim(k) == 0 and np.ndim(eps) == 0)
 
 
-def paper_closed_form(k_value):
-    """The paper's printed closed form (2k^3 - 5k^2 + 5k - 2)/(k^3 - 3k^2 + 4k - 2) at k > 2 (float or array)."""
-    kk = _check_k(k_value)
-    return _out(_lambdified("paper_closed_form")(kk), np.ndim(k_value) == 0)
+def paper_closed_form(k):
+    """The paper's printed closed form (2k^3 - 5k^2 + 5k - 2)/(k^3 - 3k^2 + 4k - 2), k an integer >= 3 (or array)."""
+    kk = _check_k(k)
+    return _out(_lambdified("paper_closed_form")(kk), np.ndim(k) == 0)
 
 
-def critical_lr(k_value):
-    """Exact critical Appendix-D learning rate at zero-mean configurations, 2 (k-1)/(k-2), for k > 2."""
-    kk = _check_k(k_value)
-    return _out(_lambdified("critical_lr")(kk), np.ndim(k_value) == 0)
+def critical_lr(k):
+    """Exact critical Appendix-D learning rate at zero-mean configurations, 2 (k-1)/(k-2), k an integer >= 3 (or array)."""
+    kk = _check_k(k)
+    return _out(_lambdified("critical_lr")(kk), np.ndim(k) == 0)

@@ -256,3 +256,22 @@ def mean_growth_from_random_init(k: int, m: int, etas, n: int = 2000, seed: int 
         se = float(d.std(unbiased=True) / math.sqrt(n) / n0.mean())
         out.append({"eta": float(e), "ratio": ratio, "se": se})
     return out
+
+
+def rows_above_norm_bound(k: int, m: int, eta: float, n: int = 2000, seed: int = 0, device=None) -> dict:
+    """One un-normalised Appendix D step from n uniform random starts: how many rows have ||x_i^(1)|| > B.
+
+    B = sqrt(E||x^(1)||^2) = sqrt(1 + eta^2/(k-1)) (derived) bounds E||x_i^(1)|| by Jensen; the proof of
+    Theorem 1 uses 1/||x_i^(1)|| >= 1/B for every row, which needs ||x_i^(1)|| <= B row by row. Returns
+    {"fraction": share of the n k rows above B, "max_ratio": largest ||x_i^(1)|| / B, "rows": n k}.
+    """
+    _check_km(k, m)
+    from theory import theorem1 as t1
+
+    dev = default_device(device)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = uniform_sphere(n, k, m, gen, dev)
+    norms = appendix_d_step(x, float(eta), normalise=False).norm(dim=-1)
+    b = math.sqrt(float(t1.norm_sq_expr().subs({t1.k: k, t1.eta: eta})))
+    return {"fraction": float((norms > b).double().mean()), "max_ratio": float(norms.max() / b), "rows": norms.numel()}
+
