@@ -1,18 +1,23 @@
 """Benchmark: the batched L_class engine against a plain loop over runs (not a test).
 
 Workload: a sweep over all ``--ks`` x ``--trials`` starts x ``--etas`` learning rates, ``--steps`` Appendix D
-steps each (no early exit, so both sides do exactly the same runs and steps), reporting the first
-complete-collapse step of every run. Three implementations, timed in the same process:
+steps each (no early exit, so every side does exactly the same runs and steps), reporting the first
+complete-collapse step of every run. The implementations, timed in the same process:
 
-* batched: :func:`simulations.lclass.sweep` — all runs in stacked tensors, one batched program per step;
+* engine: :func:`simulations.lclass.sweep` with its default engine — on the CPU the native kernel
+  (:mod:`simulations.lclass_native`: one run at a time through all its steps, its state in cache), on
+  CUDA batched torch operations; timed ``--repeat`` times (min, median, max printed);
+* torch engine (CPU only, where the default is the native kernel): the same sweep with
+  ``engine="torch"``, all runs in stacked tensors, one batched program per step and cache-sized chunk;
 * loop (m-dim): one run at a time, the plain per-run torch code a user would write on X: (k, m)
   (``mu = X.mean(0); X = (1 + eta/(k-1)) X - eta k/(k-1) mu; X = X / ||rows||``), mean norms kept in a
   preallocated tensor and read once at the end (no per-step host sync);
 * loop (k-dim): the same loop on the exact k-dimensional coordinates of the rows (isolates the gain of
   batching from the gain of the reduction).
 
-All three must give the same collapse steps (checked; a mismatch is printed). Prints the times and the
-speed-ups. Run: ``python benchmarks/bench_lclass.py [--device cpu] [--steps 200] [--threads 1]``.
+All must give the same collapse steps (checked; a mismatch is printed and the exit status is 1). Prints
+the times and the speed-ups against the m-dim loop (the headline ratio: ``speed-up`` on its line).
+Run: ``python benchmarks/bench_lclass.py [--device cpu] [--steps 200] [--threads 1] [--repeat 3]``.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ import time
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from clop._device import default_device, torch_threads
-from simulations.lclass import COLLAPSE_TOL, initial_embeddings, reduce_coordinates, sweep
+from clop._device import torch_threads
+from clop._progress import progress_bar
+from simulations._cli import check_int, check_memory, check_positive_float, resolve_device
+from simulations.lclass import COLLAPSE_TOL, engine_name, initial_embeddings, reduce_coordinates, sweep
+from simulations.memory import sweep_bytes
 
 
 def plain_run(x0: torch.Tensor, eta: float, steps: int, tol: float = COLLAPSE_TOL) -> int:
@@ -53,7 +60,7 @@ def plain_run(x0: torch.Tensor, eta: float, steps: int, tol: float = COLLAPSE_TO
 
 def plain_sweep(ks, m, etas, trials, steps, seed, device, reduced: bool, progress: bool) -> np.ndarray:
     out = np.full((len(ks), trials, len(etas)), -1, dtype=np.int64)
-    bar = tqdm(total=out.size, desc=f"loop ({'k' if reduced else 'm'}-dim)", leave=False, disable=not progress)
+    bar = progress_bar(total=out.size, desc=f"loop ({'k' if reduced else 'm'}-dim)", leave=False, enabled=progress)
     for i, k in enumerate(ks):
         x0 = initial_embeddings(k, m, trials, seed=seed)
         if reduced:
@@ -72,6 +79,14 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
+def _memory(args: argparse.Namespace, dev: torch.device) -> tuple[int, int, str]:
+    """Estimated (host, device) bytes of the batched sweep (the loops hold one run at a time)."""
+    host, device = sweep_bytes(args.ks, args.m, len(args.etas), args.trials, dev)
+    settings = (f"--ks {min(args.ks)}..{max(args.ks)} ({len(args.ks)} values), --m {args.m}, "
+                f"--etas ({len(args.etas)} values), --trials {args.trials}")
+    return host, device, settings
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Batched L_class engine vs a plain per-run loop.")
     parser.add_argument("--ks", type=int, nargs="+", default=list(range(3, 101)), help="k values (default 3..100, Figure 3)")
@@ -84,40 +99,77 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for all variants (default 1)")
     parser.add_argument("--skip-reduced-loop", action="store_true", help="do not time the k-dim loop")
+    parser.add_argument("--skip-torch-engine", action="store_true",
+                        help="do not time the torch engine on the CPU (timed by default beside the native kernel)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="timings of the engine(s), min / median / max printed (default 1; the loops run once)")
     args = parser.parse_args(argv)
-    if any(k < 3 for k in args.ks):
-        parser.error(f"--ks must all be >= 3; got {args.ks}")
-    dev = default_device(args.device)
+    check_int(parser, "--m", args.m, 3)
+    if any(k < 3 or k > args.m for k in args.ks):
+        parser.error(f"--ks must all lie in [3, m={args.m}]; got {args.ks}")
+    for eta in args.etas:
+        check_positive_float(parser, "--etas", eta)
+    check_int(parser, "--trials", args.trials, 1)
+    check_int(parser, "--steps", args.steps, 1)
+    check_int(parser, "--seed", args.seed, 0)
+    check_int(parser, "--threads", args.threads, 1)
+    check_int(parser, "--repeat", args.repeat, 1)
+    dev = resolve_device(parser, args.device)
+    check_memory(parser, args, dev, _memory)
     with torch_threads(args.threads):
         n_runs = len(args.ks) * args.trials * len(args.etas)
+        engine = engine_name(dev)
         print(f"workload: {len(args.ks)} k values ({min(args.ks)}..{max(args.ks)}) x {args.trials} trials x "
               f"{len(args.etas)} etas = {n_runs} runs x {args.steps} steps, m={args.m}, device {dev}, "
               f"{args.threads} CPU thread(s)")
-        sweep(args.ks[:2], args.m, args.etas[:1], trials=1, steps=5, device=dev)  # warm-up
-        _sync(dev)
-        t0 = time.perf_counter()
-        batched = sweep(args.ks, args.m, args.etas, trials=args.trials, steps=args.steps, seed=args.seed, device=dev)
-        _sync(dev)
-        t_batched = time.perf_counter() - t0
+        print(f"engine: {engine}")
+        variants = [("auto", "engine (" + ("native kernel" if engine.startswith("native") else "torch ops") + ")")]
+        if dev.type == "cpu" and engine.startswith("native") and not args.skip_torch_engine:
+            variants.append(("torch", "torch engine"))
+        results, times = {}, {}
+        for name, _ in variants:
+            sweep(args.ks[:2], args.m, args.etas[:1], trials=1, steps=5, device=dev, engine=name)  # warm-up
+        for _ in range(args.repeat):
+            for name, _ in variants:  # interleaved, so that a busy spell does not favour one engine
+                _sync(dev)
+                t0 = time.perf_counter()
+                results[name] = sweep(args.ks, args.m, args.etas, trials=args.trials, steps=args.steps,
+                                      seed=args.seed, device=dev, engine=name)
+                _sync(dev)
+                times.setdefault(name, []).append(time.perf_counter() - t0)
+        batched = results["auto"]
         t0 = time.perf_counter()
         loop_m = plain_sweep(args.ks, args.m, args.etas, args.trials, args.steps, args.seed, dev, False, True)
         _sync(dev)
         t_loop_m = time.perf_counter() - t0
-        print(f"batched engine      : {t_batched:8.2f} s")
-        print(f"plain loop (m-dim)  : {t_loop_m:8.2f} s   speed-up {t_loop_m / t_batched:6.1f}x")
-        same = np.array_equal(batched, loop_m)
+        loops = {"plain loop (m-dim)": (t_loop_m, loop_m)}
         if not args.skip_reduced_loop:
             t0 = time.perf_counter()
             loop_k = plain_sweep(args.ks, args.m, args.etas, args.trials, args.steps, args.seed, dev, True, True)
             _sync(dev)
-            t_loop_k = time.perf_counter() - t0
-            print(f"plain loop (k-dim)  : {t_loop_k:8.2f} s   speed-up {t_loop_k / t_batched:6.1f}x")
-            same = same and np.array_equal(batched, loop_k)
+            loops["plain loop (k-dim)"] = (time.perf_counter() - t0, loop_k)
+        t_best = min(times["auto"])
+        for name, label in variants:
+            ts = sorted(times[name])
+            spread = f"  (min of {len(ts)}; median {np.median(ts):.2f}, max {ts[-1]:.2f})" if len(ts) > 1 else ""
+            line = f"{label:<24}: {ts[0]:8.2f} s"
+            if name != "auto":
+                line += f"   the default engine is {ts[0] / t_best:5.1f}x faster"
+            print(line + spread)
+        for label, (t, _) in loops.items():
+            print(f"{label:<24}: {t:8.2f} s   speed-up {t / t_best:6.1f}x")
+        same = all(np.array_equal(batched, r) for r in results.values()) and all(
+            np.array_equal(batched, r) for _, r in loops.values())
         n_col = int((batched >= 0).sum())
         print(f"collapsed runs: {n_col}/{n_runs}; all implementations agree on every collapse step: {same}")
         if not same:
-            diff = np.argwhere(batched != loop_m)
-            print(f"MISMATCH in {len(diff)} runs, first (k index, trial, eta index): {diff[:5].tolist()}")
+            others = [(label, results[name]) for name, label in variants[1:]]
+            others += [(label, r) for label, (_, r) in loops.items()]
+            for label, other in others:
+                diff = np.argwhere(batched != other)
+                if len(diff):
+                    print(f"MISMATCH with {label} in {len(diff)} runs, first (k index, trial, eta index): "
+                          f"{diff[:5].tolist()}")
         return 0 if same else 1
 
 

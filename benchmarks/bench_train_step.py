@@ -25,7 +25,7 @@ import statistics
 import time
 
 import torch
-from tqdm.auto import tqdm
+from clop._progress import progress_bar
 
 from clop._device import default_device
 from training import distributed
@@ -89,7 +89,7 @@ def measure(configs: dict[str, dict], *, rounds: int, steps: int, warmup: int, a
         for _ in range(warmup):
             run()
     times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in tqdm(range(rounds), desc="rounds", unit="round"):
+    for _ in progress_bar(range(rounds), desc="rounds", unit="round"):
         for name, run in runners.items():
             start = time.perf_counter()
             for _ in range(steps):

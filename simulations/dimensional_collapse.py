@@ -19,10 +19,13 @@ mean and otherwise keeps the random geometry of the start, so it stops at a gene
 of rank exactly k - 1 whose pairwise cosines are spread around -1/(k-1) (their average is exactly
 -1/(k-1) when the mean is zero), not all equal to it as in a simplex ETF.
 
-Outputs: ``figure4.png`` and ``figure4.csv`` (long format: k, trial, step, quantity, index, value with
-quantity in {singular_value, pairwise_cosine, l_class}; singular values over training for every trial,
-pairwise cosines and L_class at the end). The figure states the final rank (singular values above
-``RANK_RTOL`` times the largest), the spread of the pairwise cosines (std, min, max) and L_class + k.
+Outputs: ``figure4.png`` and ``figure4.csv`` (long format: k, m, eta, trial, step, quantity, index, value
+with quantity in {singular_value, pairwise_cosine, l_class}; singular values over training for every trial,
+pairwise cosines and L_class at the end). The figure is drawn from the table in memory (:func:`plot`
+redraws it from the CSV) and states the final rank (singular values above ``RANK_RTOL`` times the
+largest), the spread of the pairwise cosines (std, min, max) and L_class + k. Both files are written to
+temporary files and renamed into place together (:func:`clop._io.staged_outputs`): an interrupted run
+leaves the previous run's pair as it was.
 
 Run: ``python simulations/dimensional_collapse.py [--ks 10 30] [--steps N] [--trials T] [--out DIR]``.
 """
@@ -44,8 +47,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from simulations._cli import add_run_args, run_script
+from clop._io import staged_outputs
+from simulations._cli import add_run_args, check_int, check_positive_float, run_script
 from simulations.lclass import simulate
+from simulations.memory import simulate_bytes
 
 RANK_RTOL = 1e-10
 """A singular value counts towards the rank when it exceeds RANK_RTOL x the largest one."""
@@ -74,7 +79,10 @@ def run(
         lc = res.l_class[:, :, 0].cpu().numpy()  # (R, T)
         frames.append(pd.DataFrame(dict(k=k, trial=np.arange(trials), step=rsteps[-1], quantity="l_class", index=0,
                                         value=lc[-1])))
-    return pd.concat(frames, ignore_index=True)
+    df = pd.concat(frames, ignore_index=True)
+    df.insert(1, "m", m)
+    df.insert(2, "eta", float(eta))
+    return df
 
 
 def final_stats(df: pd.DataFrame) -> pd.DataFrame:
@@ -95,15 +103,17 @@ def final_stats(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("k")
 
 
-def plot(out: Path, eta: float) -> Path:
-    """Draw figure4.png from figure4.csv in ``out``; returns the PNG path."""
+def draw(df: pd.DataFrame, png: Path, eta: float | None = None, m: int | None = None) -> None:
+    """Draw Figure 4 from the table of :func:`run` into ``png``. ``eta`` and ``m`` default to the table's
+    columns of those names (tables written before those columns existed need them passed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize
 
-    df = pd.read_csv(out / "figure4.csv")
+    eta = float(df["eta"].iloc[0]) if eta is None else eta
+    m = int(df["m"].iloc[0]) if m is None else m
     stats = final_stats(df)
     ks = sorted(df.k.unique())
     fig, axes = plt.subplots(len(ks), 2, figsize=(14, 4.8 * len(ks)), squeeze=False)
@@ -124,7 +134,7 @@ def plot(out: Path, eta: float) -> Path:
         ax.set_ylim(floor / 3, 30)
         ax.set_xlabel("singular value index i")
         ax.set_ylabel("singular value $\\sigma_i$ of X (< 1e-17 drawn at 1e-17)")
-        ax.set_title(f"k = {k}, m = 100, $\\eta$ = {eta}: spectra over training (trial 0)\n"
+        ax.set_title(f"k = {k}, m = {m}, $\\eta$ = {eta}: spectra over training (trial 0)\n"
                      f"final rank (σ_i > {RANK_RTOL:g}·σ_1) = {r_lo}"
                      + ("" if r_lo == r_hi else f"..{r_hi}") + f" in all {n_tr} trials")
         ax.legend(fontsize=8.5, loc="lower left")
@@ -141,10 +151,33 @@ def plot(out: Path, eta: float) -> Path:
         ax.legend(fontsize=8.5)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    png = out / "figure4.png"
-    fig.savefig(png, dpi=130)
-    plt.close(fig)
-    return png
+    try:
+        fig.savefig(png, dpi=130, format="png")
+    finally:
+        plt.close(fig)
+
+
+def plot(out: Path, eta: float | None = None, m: int | None = None) -> Path:
+    """Redraw figure4.png from figure4.csv in ``out`` (atomically); returns the PNG path."""
+    out = Path(out)
+    df = pd.read_csv(out / "figure4.csv")
+    with staged_outputs(out) as stage:
+        draw(df, stage("figure4.png"), eta, m)
+    return out / "figure4.png"
+
+
+def _memory(args: argparse.Namespace, dev: torch.device) -> tuple[int, int, str]:
+    """Estimated (host, device) bytes: the largest k's simulation plus the long table of every k."""
+    host = device = 0
+    rows = 0
+    for k in args.ks:
+        h, d = simulate_bytes(k, args.m, 1, args.trials, args.steps, args.record_every, ("singular_values", "l_class"), dev)
+        host, device = max(host, h), max(device, d)
+        rows += args.trials * ((args.steps // args.record_every + 2) * min(k, args.m) + k * (k - 1) // 2 + 1)
+    host += rows * 8 * 8 * 3  # eight columns; the per-k frames, their concatenation and the index grids
+    settings = (f"--ks {min(args.ks)}..{max(args.ks)} ({len(args.ks)} values), --m {args.m}, --trials {args.trials}, "
+                f"--steps {args.steps}, --record-every {args.record_every}")
+    return host, device, settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,19 +190,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record-every", type=int, default=5, help="record the spectrum every this many steps (default 5)")
     add_run_args(parser)
     args = parser.parse_args(argv)
+    check_int(parser, "--m", args.m, 3)
     if any(k < 3 or k > args.m for k in args.ks):
         parser.error(f"--ks must lie in [3, m={args.m}]; got {args.ks}")
-    if not args.eta > 0:
-        parser.error(f"--eta must be > 0; got {args.eta}")
-    return run_script(parser, args, _run)
+    check_positive_float(parser, "--eta", args.eta)
+    check_int(parser, "--steps", args.steps, 1)
+    check_int(parser, "--trials", args.trials, 1)
+    check_int(parser, "--record-every", args.record_every, 1)
+    return run_script(parser, args, _run, memory=_memory)
 
 
 def _run(args: argparse.Namespace, dev: torch.device, out: Path) -> int:
     start = time.perf_counter()
     df = run(args.ks, m=args.m, eta=args.eta, steps=args.steps, trials=args.trials, record_every=args.record_every,
              seed=args.seed, device=dev)
-    df.to_csv(out / "figure4.csv", index=False)
-    png = plot(out, args.eta)
+    with staged_outputs(out) as stage:  # the CSV and the figure drawn from it replace the old pair together
+        df.to_csv(stage("figure4.csv"), index=False)
+        draw(df, stage("figure4.png"))
+    png = out / "figure4.png"
     stats = final_stats(df)
     print(f"Figure 4: eta={args.eta}, m={args.m}, {args.steps} steps, {args.trials} trials per k")
     print(stats[["rank_min", "rank_max", "max_last_sv_ratio", "etf_cosine", "cos_mean", "cos_std", "cos_min",

@@ -365,3 +365,185 @@ def test_scripts_run_as_files():
         out = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert "usage" in out.stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# the two engines (issue 14, item 2): the native CPU kernel and the batched torch engine decide alike
+
+
+def _native_or_skip():
+    from simulations import lclass_native
+
+    if not lclass_native.available():
+        pytest.skip(f"native kernel unavailable here: {lclass_native.status()}")
+    return lclass_native
+
+
+def _threshold_etas(k: int) -> list[float]:
+    """Learning rates on both sides of the critical one, with the special eta = 1 and a fast collapse."""
+    return [0.5, 1.0, critical_lr(k) - 0.02, critical_lr(k) + 0.003, critical_lr(k) + 0.03, 6.0]
+
+
+@pytest.mark.parametrize("engine", ["native", "torch"])
+def test_each_engine_equals_the_per_vector_reference(engine):
+    """Both engines against the per-vector loop; the ks cover padding to 4 rows / 8 columns and K < 16."""
+    if engine == "native":
+        _native_or_skip()
+    ks, m, steps = [3, 4, 7, 9], 12, 150
+    cs = sweep(ks, m, [1.0, 2.7, 4.5], trials=2, steps=steps, seed=4, device="cpu", engine=engine)
+    for a, k in enumerate(ks):
+        x0 = initial_embeddings(k, m, 2, seed=4)
+        for t in range(2):
+            for j, eta in enumerate([1.0, 2.7, 4.5]):
+                _, norms = reference_run(x0[t].numpy(), eta, steps)
+                hits = [s for s, v in enumerate(norms) if v >= 1 - COLLAPSE_TOL]
+                assert cs[a, t, j] == (hits[0] if hits else -1), (engine, k, t, eta)
+    assert (cs >= 0).any() and (cs < 0).any()
+
+
+def test_native_and_torch_engines_make_the_same_decisions():
+    """Same collapse step and same decision step (early exit) for every run, across the threshold."""
+    _native_or_skip()
+    from simulations.lclass_engine import (_CHECK_EVERY, _CPU_CHUNK_BYTES, _RENORM_EVERY, _STABLE_MEAN,
+                                           _STABLE_REACH, _decide)
+
+    ks = [3, 4, 5, 8, 12, 15, 16, 17, 31, 33, 40]
+    inits, kk, ee = [], [], []
+    for k in ks:
+        c0, _ = reduce_coordinates(initial_embeddings(k, 40, 2, seed=7))
+        for t in range(2):
+            for eta in _threshold_etas(k):
+                inits.append(c0[t])
+                kk.append(k)
+                ee.append(eta)
+    for early_exit in (True, False):
+        kw = dict(steps=700, tol=COLLAPSE_TOL, dev=torch.device("cpu"), chunk_bytes=_CPU_CHUNK_BYTES,
+                  early_exit=early_exit)
+        nat = _decide(inits, kk, ee, engine="native", **kw)
+        tor = _decide(inits, kk, ee, engine="torch", **kw)
+        np.testing.assert_array_equal(nat[0], tor[0])  # first collapse step
+        np.testing.assert_array_equal(nat[1], tor[1])  # step at which the run was decided
+        assert (nat[0] >= 0).sum() > len(inits) // 4 and (nat[0] < 0).sum() > len(inits) // 4
+        if early_exit:
+            assert (nat[1] < 700).any()  # some runs were decided early, by both engines alike
+    # several threads, small groups of runs: the same answers (each run is independent of the others)
+    from simulations import lclass_native
+
+    par = lclass_native.decide(inits, kk, ee, steps=700, tol=COLLAPSE_TOL, early_exit=True,
+                               check_every=_CHECK_EVERY, renorm_every=_RENORM_EVERY, stable_mean=_STABLE_MEAN,
+                               stable_reach=_STABLE_REACH, group_bytes=4096, threads=3)
+    seq = _decide(inits, kk, ee, engine="native", steps=700, tol=COLLAPSE_TOL, dev=torch.device("cpu"),
+                  chunk_bytes=_CPU_CHUNK_BYTES, early_exit=True)
+    np.testing.assert_array_equal(par[0], seq[0])
+    np.testing.assert_array_equal(par[1], seq[1])
+
+
+def test_search_gives_the_same_answer_with_either_engine():
+    _native_or_skip()
+    a = max_stable_lr([3, 10, 30], 40, trials=2, steps=400, seed=3, device="cpu", engine="native")
+    b = max_stable_lr([3, 10, 30], 40, trials=2, steps=400, seed=3, device="cpu", engine="torch")
+    np.testing.assert_array_equal(a.max_lr, b.max_lr)
+    np.testing.assert_array_equal(a.min_collapse_lr, b.min_collapse_lr)
+    assert (a.rounds, a.runs) == (b.rounds, b.runs) and (a.non_monotone == 0).all()
+
+
+def test_native_kernel_gives_the_same_bits_at_every_vector_width(tmp_path):
+    """The sums have one fixed order (8 lanes): builds for 8-, 4- and 2-wide vectors give identical states."""
+    import platform
+
+    native = _native_or_skip()
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the variants below use x86 flags")
+    cc = native._compiler()
+    variants = {}
+    for name, flags in [("native", ("-march=native",)), ("avx2", ("-mavx2", "-mno-avx512f")), ("sse2", ())]:
+        path, msg = native._compile(cc, tmp_path, (flags,))
+        assert path is not None, msg
+        variants[name] = native._open(path)
+    inits, kk, ee = [], [], []
+    for k in (3, 6, 13, 24):
+        c0, _ = reduce_coordinates(initial_embeddings(k, 30, 1, seed=1))
+        for eta in _threshold_etas(k):
+            inits.append(c0[0])
+            kk.append(k)
+            ee.append(eta)
+    kw = dict(steps=300, tol=COLLAPSE_TOL, early_exit=False, check_every=16, renorm_every=32, stable_mean=1e-8,
+              stable_reach=1e-4, group_bytes=2**20, final_states=True)  # early_exit off: these do not matter
+    out = {name: native.decide(inits, kk, ee, lib=lib, **kw) for name, lib in variants.items()}
+    assert {lib.lclass_vector_width() for lib in variants.values()} >= {2, 4}
+    for name in ("avx2", "sse2"):
+        np.testing.assert_array_equal(out[name][0], out["native"][0])
+        for za, zb in zip(out[name][3], out["native"][3]):
+            assert za.tobytes() == zb.tobytes(), name
+
+
+def test_engine_falls_back_to_torch_without_a_compiler(monkeypatch):
+    from simulations import lclass_native
+    from simulations.lclass import engine_name
+
+    expected = sweep([3, 6], 10, [1.0, 3.0], trials=2, steps=120, device="cpu", engine="torch")
+    for name, value in (("_tried", False), ("_lib", None), ("_error", None)):  # as in a fresh process
+        monkeypatch.setattr(lclass_native, name, value)
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    assert not lclass_native.available()
+    assert "no C compiler" in engine_name("cpu")
+    np.testing.assert_array_equal(sweep([3, 6], 10, [1.0, 3.0], trials=2, steps=120, device="cpu"), expected)
+    with pytest.raises(RuntimeError, match="engine='native'"):
+        sweep([3], 10, [1.0], steps=5, device="cpu", engine="native")
+    monkeypatch.undo()
+    monkeypatch.setenv(lclass_native.ENV_SWITCH, "0")  # switched off by the environment
+    assert engine_name("cpu").startswith("torch (native kernel switched off")
+    np.testing.assert_array_equal(sweep([3, 6], 10, [1.0, 3.0], trials=2, steps=120, device="cpu"), expected)
+    with pytest.raises(ValueError, match="engine"):
+        sweep([3], 10, [1.0], steps=5, device="cpu", engine="fast")
+
+
+def test_finite_horizon_threshold_equals_the_full_bisection():
+    """The bisection stops once (a, b) no longer change: the same bits as all 200 halvings."""
+    from simulations.lclass import collapse_steps_estimate
+
+    def full(k, steps, m0):
+        a = 2.0 * (k - 1) / (k - 2)
+        b = a + 1.0
+        while collapse_steps_estimate(k, b, m0=m0) > steps:
+            b = a + 2.0 * (b - a)
+        for _ in range(200):
+            mid = 0.5 * (a + b)
+            if collapse_steps_estimate(k, mid, m0=m0) > steps:
+                a = mid
+            else:
+                b = mid
+        return b
+
+    for k, steps, m0 in [(3, 2000, 0.4), (4, 300, 0.05), (30, 2000, 0.18), (100, 1000, 0.1), (57, 90, 0.01)]:
+        assert finite_horizon_threshold(k, steps, m0=m0) == full(k, steps, m0), (k, steps, m0)
+
+
+# --------------------------------------------------------------------------------------------------
+# benchmarks/gpu_check.sh (issue 14, item 3): runnable only on a GPU; its syntax, dry run and bookkeeping here
+
+
+def test_gpu_check_script_dry_run_and_failure_bookkeeping(tmp_path):
+    script = REPO / "benchmarks" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    out = subprocess.run(["bash", str(script), "--dry-run", "--summary", str(tmp_path / "s.txt")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for step, piece in [("env", "torch.cuda.is_available()"), ("cuda_tests", "-m pytest"),
+                        ("train_step", "bench_train_step.py --device cuda"),
+                        ("loader", "test -f benchmarks/bench_loader.py"),
+                        ("pretrain", "training.pretrain --smoke --image-size 32 --epochs 2 --device cuda"),
+                        ("lr_bound", "simulations/lr_bound.py --device cuda"), ("ffn", "bench_ffn.py --device cuda")]:
+        line = next(ln for ln in out.stdout.splitlines() if ln.startswith(f"[{step}]"))
+        assert piece in line, line
+    assert not (tmp_path / "s.txt").exists()  # a dry run runs nothing and writes nothing
+    # every step runs and is recorded even when the ones before it fail; the exit status says so
+    out = subprocess.run(["bash", str(script), "--device", "cpu", "--only", "env,lr_bound", "--python", "false",
+                          "--summary", str(tmp_path / "s.txt"), "--work", str(tmp_path / "work")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    summary = (tmp_path / "s.txt").read_text().splitlines()
+    assert [ln.split()[:3] for ln in summary[3:5]] == [["env", "FAIL", "rc=1"], ["lr_bound", "FAIL", "rc=1"]]
+    assert summary[-1].startswith("total: 0 ok, 2 failed, 0 skipped")
+    bad = subprocess.run(["bash", str(script), "--only", "nonsense"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown step" in bad.stderr
