@@ -25,6 +25,7 @@ from PIL import Image  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
 import training.data as D  # noqa: E402
+import training.datasets as DS  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -377,7 +378,7 @@ def test_tiny_imagenet_download_extracts_next_to_root(tmp_path, monkeypatch, no_
         calls.append((url, Path(download_root), md5))
         _write_tiny_imagenet(Path(download_root))
 
-    monkeypatch.setattr(D, "download_and_extract_archive", fake_download)
+    monkeypatch.setattr(DS, "download_and_extract_archive", fake_download)  # the Tiny-ImageNet reader's module
     root = tmp_path / "tiny-imagenet-200" if inside else tmp_path
     ds = D.load_dataset("tiny-imagenet", root, "train", download=True)
     assert calls == [("http://cs231n.stanford.edu/tiny-imagenet-200.zip", tmp_path, D.TINY_IMAGENET_MD5)]

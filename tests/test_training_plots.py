@@ -1,6 +1,11 @@
 """Tests of training.plots and training.paper_results: the aggregates of the figure / table CSVs against
 pandas groupbys written here, the paper columns against the paper's text parsed here, and the error and
 skip paths. The results CSV is synthetic (made up numbers in the contract's columns, several seeds).
+
+The paper's text is read from ``tests/fixtures/clop_paper_tables_excerpt.txt``: its Tables 1-3, figure
+captions and quoted paragraphs, verbatim, kept in the repository so that a fresh clone runs these tests;
+where the full text export is present (``../shared/papers/...`` or ``CLOP_PAPER_TXT``) every line of the
+excerpt is checked against it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,27 @@ COLUMNS = (
 
 PAPER_TXT = Path(os.environ.get(
     "CLOP_PAPER_TXT", Path(__file__).resolve().parents[2] / "shared" / "papers" / "001_a0916c72eb7a88d5.txt"))
+PAPER_EXCERPT = Path(__file__).resolve().parent / "fixtures" / "clop_paper_tables_excerpt.txt"
+
+
+def excerpt_blocks(path: Path = PAPER_EXCERPT) -> list[tuple[int, int, list[str]]]:
+    """The excerpt's blocks: (first line, last line, the lines) per '## lines A-B: ...' header; lines are
+    1-based line numbers of the paper's text export."""
+    blocks: list[tuple[int, int, list[str]]] = []
+    for line in path.read_text(encoding="utf-8").split("\n")[:-1]:  # the file ends with a newline
+        header = re.match(r"## lines (\d+)-(\d+): ", line)
+        if header:
+            blocks.append((int(header.group(1)), int(header.group(2)), []))
+        elif blocks:
+            blocks[-1][2].append(line)
+        else:
+            assert line.startswith("# "), f"{path.name}: text before the first block: {line!r}"
+    return blocks
+
+
+def paper_text() -> str:
+    """The paper's text as the tests read it: the excerpt's blocks, one after another."""
+    return "\n\n".join("\n".join(lines) for _, _, lines in excerpt_blocks())
 
 # (loss, label fraction, clop_lambda, prototypes) of the paper's Figure 6/7 variants, and our names for them
 # (written out here, not taken from training.plots).
@@ -87,9 +113,9 @@ def fake_results(seed: int = 0, seeds=(0, 1, 2), datasets=("cifar100", "tiny-ima
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def parse_paper_table1(path: Path) -> pd.DataFrame:
+def parse_paper_table1(text: str) -> pd.DataFrame:
     """Table 1 of the paper's text: the rows between the header line 'λ<TAB>CIFAR-100...' and the caption."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = text.splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith("λ") and "CIFAR-100" in ln and "Tiny-ImageNet" in ln)
     end = next(i for i in range(start, len(lines)) if lines[i].startswith("Table 1:"))
     rows = []
@@ -170,9 +196,7 @@ def test_figure7_x_is_the_learning_rate_at_batch_1024(made):
 
 def test_table1_ours_equals_groupby_and_paper_equals_the_text(made):
     raw, out, _ = made
-    if not PAPER_TXT.is_file():
-        pytest.skip(f"paper text not found at {PAPER_TXT} (set CLOP_PAPER_TXT)")
-    paper = parse_paper_table1(PAPER_TXT)
+    paper = parse_paper_table1(paper_text())
     assert len(paper) == 8
     # every loss with CLOP (orthonormal, cosine, simclr) at batch 1024 and base_lr 0.3: the sweeps' InfoNCE + CLOP
     # rows at that point join the λ = 1 rows as a second variant
@@ -305,7 +329,8 @@ def test_variant_label():
 
 
 def test_paper_results_doctest_and_shapes():
-    assert doctest.testmod(PR).failed == 0
+    result = doctest.testmod(PR)
+    assert result.attempted > 0 and result.failed == 0
     assert PR.table1().shape == (8, 4) and PR.table2().shape == (3, 4) and PR.table3().shape == (3, 5)
     assert PR.FIGURE_VALUES_AVAILABLE is False
     assert all(c.quote and c.source for c in PR.FIGURE_CLAIMS)
@@ -314,9 +339,7 @@ def test_paper_results_doctest_and_shapes():
 
 
 def test_paper_tables_2_and_3_equal_the_text():
-    if not PAPER_TXT.is_file():
-        pytest.skip(f"paper text not found at {PAPER_TXT} (set CLOP_PAPER_TXT)")
-    text = PAPER_TXT.read_text(encoding="utf-8")
+    text = paper_text()
     for table, first, caption in ((PR.TABLE2, "Similarity Metric", "Table 2:"), (PR.TABLE3, "Augmentation\t", "Table 3:")):
         block = re.search(f"^{first}.*?\n(.*?)\n\n?{caption}", text, re.S | re.M).group(1)
         printed = [ln.split("\t") for ln in block.strip().splitlines()]
@@ -328,10 +351,19 @@ def test_paper_tables_2_and_3_equal_the_text():
 
 
 def test_every_claim_is_verbatim_in_the_text():
-    if not PAPER_TXT.is_file():
-        pytest.skip(f"paper text not found at {PAPER_TXT} (set CLOP_PAPER_TXT)")
-    text = PAPER_TXT.read_text(encoding="utf-8")
+    text = paper_text()
     for c in PR.FIGURE_CLAIMS:
         assert c.quote in text, c.key
     for cap in PR.FIGURE_CAPTIONS.values():
         assert cap in text
+
+
+def test_paper_excerpt_is_verbatim_where_the_full_text_is_present():
+    blocks = excerpt_blocks()
+    assert [(a, b) for a, b, _ in blocks][0] == (187, 208), "the first block is Tables 1-3"
+    for a, b, lines in blocks:
+        assert len(lines) == b - a + 1, (a, b)
+    if PAPER_TXT.is_file():  # absent in a fresh clone: then the excerpt stands for it
+        full = PAPER_TXT.read_text(encoding="utf-8").split("\n")
+        for a, b, lines in blocks:
+            assert lines == full[a - 1 : b], f"excerpt lines {a}-{b} differ from {PAPER_TXT}"

@@ -98,11 +98,18 @@ def test_probe_reaches_the_regularised_logistic_regression_optimum():
     assert best * (1 - 1e-6) <= ours <= best * (1 + 1e-3)
 
 
-def test_probe_progress_bar_and_float64_input(capsys):
+def test_probe_progress_bar_only_on_a_terminal_and_float64_input(capsys, monkeypatch):
+    """A bar for people (stderr is a terminal), nothing for log files (no carriage-return updates)."""
+    import clop._progress
+
     x, y = _blobs(4, n_per_class=10)
+    monkeypatch.setattr(clop._progress, "interactive", lambda: True)
     probe = fit_linear_probe(x.double(), y, 4, epochs=2, batch_size=8, device="cpu", progress=True)
     assert "linear probe" in capsys.readouterr().err
     assert probe(x.double()).shape == (40, 4)
+    monkeypatch.setattr(clop._progress, "interactive", lambda: False)
+    fit_linear_probe(x.double(), y, 4, epochs=2, batch_size=8, device="cpu", progress=True)
+    assert "linear probe" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -222,4 +229,5 @@ def test_topk_accuracy_bad_input_raises():
 
 
 def test_doctests():
-    assert doctest.testmod(PR, raise_on_error=False).failed == 0
+    result = doctest.testmod(PR, raise_on_error=False)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,7 +1,9 @@
 """Killed pre-training runs resume to exactly the numbers of an uninterrupted run.
 
 Smoke runs (ResNet-18, 8 px, batch 16, 3 epochs of 2 steps) are interrupted at a fixed step in-process,
-and once with SIGKILL in a subprocess; ``--resume`` then finishes them. Budget: about 60 s.
+and once with SIGKILL in a subprocess (stopped at a fixed step first, so the kill lands at a known point);
+``--resume`` then finishes them. Bit-exact comparisons hold on one device kind only, so every run here is on
+the CPU (``--device cpu``; on CUDA, cudnn.benchmark picks kernels per run). Budget: about 60 s.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from training import linear_eval, pretrain
 
 REPO = Path(__file__).resolve().parent.parent
 ARGS = ("--smoke", "--arch", "resnet18", "--image-size", "8", "--epochs", "3", "--steps-per-epoch", "2",
-        "--warmup-epochs", "1", "--eval-batch", "16", "--no-progress")
+        "--warmup-epochs", "1", "--eval-batch", "16", "--no-progress", "--device", "cpu")
 TIME_COLUMNS = ["images_per_s", "epoch_seconds"]
 
 
@@ -88,7 +91,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_numbers(
     monkeypatch.setattr(pretrain, "forward_loss", forward)
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == resumes_from
-    assert linear_eval.main(["--run", str(run), "--no-progress", "--workers", "0"]) == 2
+    assert linear_eval.main(["--run", str(run), "--no-progress", "--workers", "0", "--device", "cpu"]) == 2
     assert "is not finished" in capsys.readouterr().err, "an unfinished run is not probed unless asked"
 
     assert _run(run, data, *extra) == 2, "an existing run needs --resume (or --overwrite)"
@@ -96,21 +99,57 @@ def test_interrupted_run_resumes_to_the_uninterrupted_numbers(
     _assert_same_run(run, uninterrupted)
 
 
+# The child: training.pretrain's command line, whose forward_loss sends the process SIGSTOP on its
+# STOP_AT-th call, i.e. before that step and after every checkpoint of the steps before it.
+_STOPPING_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from training import pretrain
+
+    STOP_AT, calls, forward = int(os.environ["CLOP_TEST_STOP_AT"]), [0], pretrain.forward_loss
+
+    def stopping_forward(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == STOP_AT:
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return forward(*args, **kwargs)
+
+    pretrain.forward_loss = stopping_forward
+    sys.exit(pretrain.main(sys.argv[1:]))
+""")
+
+
+def _wait_until_stopped(proc: subprocess.Popen, timeout: float = 300.0) -> None:
+    """Block until the child is stopped by a signal; fail if it exits (or neither happens) first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(proc.pid, os.WNOHANG | os.WUNTRACED)
+        if pid == proc.pid:
+            assert os.WIFSTOPPED(status), f"the child ended (wait status {status}) before it stopped itself"
+            return
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    pytest.fail(f"the child neither stopped nor ended within {timeout:.0f} s")
+
+
 def test_sigkilled_subprocess_resumes_to_the_uninterrupted_numbers(uninterrupted, data, tmp_path):
     run = tmp_path / "sigkill"
-    cmd = [sys.executable, "-m", "training.pretrain", *ARGS, "--checkpoint-every", "1", "--out", str(run),
-           "--data-root", str(data)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (run / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    args = [*ARGS, "--checkpoint-every", "1", "--out", str(run), "--data-root", str(data)]
+    # the same thread count as the in-process uninterrupted run: CPU results are bit-exact only for equal counts
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "CLOP_TEST_STOP_AT": "4"}
+    proc = subprocess.Popen([sys.executable, "-c", _STOPPING_CHILD, *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_until_stopped(proc)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL
+    # stopped before global step 4 (epoch 2's 2nd step): the last checkpoint came after global step 3
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
-    assert (ckpt["epoch"], ckpt["step_in_epoch"]) != (3, 0), "the kill must land before the run ends"
-    resumed = subprocess.run([*cmd, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 1)
+    assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [1]
+    resumed = subprocess.run([sys.executable, "-m", "training.pretrain", *args, "--resume"], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed at epoch 2, step 1" in resumed.stderr
     _assert_same_run(run, uninterrupted)
 
 

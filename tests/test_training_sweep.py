@@ -386,7 +386,8 @@ def test_one_real_point_end_to_end_then_skipped(tmp_path, monkeypatch, capsys):
     root, data = tmp_path / "sweeps", tmp_path / "data"
     argv = ["batch-size", "--dataset", "synthetic", "--data-root", str(data), "--root", str(root),
             "--variants", "supcon100-clop", "--values", "32", "--probe-epochs", "5", "--no-progress",
-            "--", "--smoke", "--arch", "resnet18", "--epochs", "1", "--warmup-epochs", "0", "--steps-per-epoch", "2"]
+            "--", "--smoke", "--arch", "resnet18", "--epochs", "1", "--warmup-epochs", "0", "--steps-per-epoch", "2",
+            "--device", "cpu"]
     (point,) = sweep.points("batch-size", "synthetic", ["supcon100-clop"], values=[32], root=root)
     rc = sweep.main(argv)
     log = point.run_dir.with_name(point.name + ".log")

@@ -11,17 +11,34 @@ split of Tiny-ImageNet and ImageNet). Training the probe on fixed features rathe
 crops as in SimCLR's linear evaluation (Chen et al. 2020a, B.5) is our choice: it is far cheaper and is
 the usual protocol for comparing representations.
 
-The run gets ``RUN_DIR/linear_eval.json``, and one row is appended to the results CSV (default
-``RUN_DIR/../results.csv``) with every setting of the run and of the probe and
+The result is printed first, then written to ``RUN_DIR/linear_eval.json``, then one row is appended to
+the results CSV (default ``RUN_DIR/../results.csv``) with every setting of the run and of the probe and
 ``top1, top5, stable_rank, entropy_rank``: the collapse metrics of the test-set embeddings z (the space
-where the losses act), beside ``feature_stable_rank, feature_entropy_rank`` of the features h.
+where the losses act), beside ``feature_stable_rank, feature_entropy_rank`` of the features h, then
+``geom_<key>`` for every :data:`training.geometry.GEOMETRY_KEYS` key: the class geometry
+(:func:`training.geometry.class_geometry`) of the embeddings z of ALL the test images (not the
+``--geometry-images`` subset of the run's metrics.csv; for digits, whose 359 test images are all in it, the
+two agree), with the run's CLOP prototypes when it used CLOP (``geom_class_proto_cos`` is empty otherwise)
+and the round-off cut of the embeddings' precision (bf16 on CUDA, :func:`training.evaluate.embedding_eps`)
+(:data:`RESULT_COLUMNS`, in that order).
+
+Before any compute, ``--results`` is checked: its folder must be writable, and an existing file must be a
+CSV with exactly these columns (any other CSV is refused, never rewritten). The row is appended as one more
+line, so the existing rows stay byte for byte as they were; the file is replaced atomically, under a short
+lock (``.results.csv.lock``) against concurrent probes. While the probe runs, the run directory is locked
+as training.pretrain locks it (:mod:`training.rundir`). A ``checkpoint.pt`` that does not load is named in
+the error; ``checkpoint.prev.pt`` stands in for it only if it holds the finished run.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+import io
 import json
+import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,16 +49,30 @@ from torch.utils.data import DataLoader, Subset
 
 from clop import metrics as clop_metrics
 from clop._checks import check_positive, check_size
-from clop._device import default_device
+from clop._io import atomic_path, atomic_write_text, check_output_dir
 
 from training import data as tdata
+from training import rundir
+from training.evaluate import GEOM_COLUMNS, embed, embedding_eps, geometry_columns
 from training.pretrain import (
-    CHECKPOINT, CONFIG, LABELED, PROBE_RESULT, HelpFormatter, PretrainConfig, append_row, build_model, default_workers,
-    embed,
+    CHECKPOINT, CONFIG, LABELED, PROBE_RESULT, HelpFormatter, PretrainConfig, build_model, build_objective, check_device,
+    default_workers,
 )
 from training.probe import fit_linear_probe, topk_accuracy
 
 RESULT = PROBE_RESULT
+RUN_SETTINGS = tuple(
+    f.name for f in dataclasses.fields(PretrainConfig)
+    if f.name not in ("out", "overwrite", "device", "workers", "loader", "geometry_images", "geometry_every")
+)
+"""The settings of the pre-training run that go into a results row (not those of its logging: the
+probe's class geometry uses every test image; nor how its views were loaded: the same views either way)."""
+RESULT_COLUMNS = (
+    "run", *RUN_SETTINGS, "trained_epochs", "probe_labels", "probe_train_images", "test_images", "probe_epochs",
+    "probe_lr", "probe_weight_decay", "probe_seed", "top1", "top5", "stable_rank", "entropy_rank",
+    "feature_stable_rank", "feature_entropy_rank", *GEOM_COLUMNS,
+)
+"""The columns of a results CSV, in the order they are written."""
 
 
 @dataclasses.dataclass
@@ -65,32 +96,124 @@ class ProbeConfig:
         c = dataclasses.replace(self)
         check_size("epochs", c.epochs)
         check_positive("lr", c.lr)
-        if not c.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0; got {c.weight_decay!r}")
+        if not (c.weight_decay >= 0 and math.isfinite(c.weight_decay)):
+            raise ValueError(f"weight_decay must be a finite real number >= 0; got {c.weight_decay!r}")
         check_size("batch_size", c.batch_size)
         if c.workers is None:
             c.workers = default_workers()
         check_size("workers", c.workers, 0)
         if c.results is None:
             c.results = str(Path(c.run).resolve().parent / "results.csv")
-        default_device(c.device)
+        check_device(c.device)
         return c
 
 
+def check_results(path: str | Path) -> list[str]:
+    """Before any compute: ``--results`` can take a row. Returns the column order to write in.
+
+    ``path``'s folder must be writable (it is created if missing); an existing ``path`` must be a CSV whose
+    header holds exactly :data:`RESULT_COLUMNS` (in any order). ValueError naming --results otherwise.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--results {str(path)!r} is a folder; expected a CSV file path")
+    try:
+        check_output_dir(path.parent, "folder")
+    except ValueError as exc:
+        raise ValueError(f"--results {str(path)!r} cannot be written: its {exc}") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"--results {str(path)!r} is read-only; make it writable or give another --results")
+    if not path.exists() or path.stat().st_size == 0:
+        return list(RESULT_COLUMNS)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"--results {str(path)!r} cannot be read as a CSV: {exc}") from None
+    unexpected = [c for c in header if c not in RESULT_COLUMNS]
+    missing = [c for c in RESULT_COLUMNS if c not in header]
+    if unexpected or missing or len(set(header)) != len(header):
+        raise ValueError(
+            f"--results {str(path)!r} is a CSV with other columns than training.linear_eval writes (unexpected: "
+            f"{_some(unexpected)}; missing: {_some(missing)}"
+            f"{'; repeated columns' if len(set(header)) != len(header) else ''}); it is left as it is: give another "
+            "--results"
+        )
+    return header
+
+
+def _some(names: list[str], n: int = 6) -> str:
+    return str(names) if len(names) <= n else f"{names[:n]} and {len(names) - n} more"
+
+
+def _csv_line(values: Sequence[object]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(["" if v is None else v for v in values])
+    return buf.getvalue()
+
+
+def append_result(path: str | Path, row: dict) -> None:
+    """Append ``row`` to the results CSV ``path`` as one more line (a header first for a new file).
+
+    The existing lines are copied unchanged; the file is replaced atomically, under a lock beside it that
+    concurrent probes wait for. ValueError (see :func:`check_results`) if ``path`` is not a results CSV.
+    """
+    path = Path(path)
+    with rundir.RunLock.acquire(path.parent, "training.linear_eval", "--results", wait_s=120.0,
+                                name=f".{path.name}.lock"):
+        columns = check_results(path)
+        old = path.read_bytes() if path.exists() else b""
+        if old and not old.endswith(b"\n"):
+            old += b"\n"
+        head = b"" if old else _csv_line(columns).encode()
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(old + head + _csv_line([row[c] for c in columns]).encode())
+
+
+def load_config(run: str | Path) -> PretrainConfig:
+    """The settings of the run in ``run`` (RUN/config.json); FileNotFoundError / ValueError naming --run."""
+    run = Path(run)
+    if not run.is_dir():
+        raise FileNotFoundError(f"--run {str(run)!r} is not a folder; give a run directory written by training.pretrain")
+    try:
+        saved = json.loads((run / CONFIG).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"run={str(run)!r} has no {CONFIG}; is it a directory written by training.pretrain?") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--run {str(run)!r}: {CONFIG} cannot be read ({exc}); is it a directory written by "
+                         "training.pretrain?") from None
+    fields = {f.name for f in dataclasses.fields(PretrainConfig)}
+    unknown = sorted(set(saved) - fields) if isinstance(saved, dict) else []
+    if not isinstance(saved, dict) or unknown:
+        raise ValueError(f"--run {str(run)!r}: {CONFIG} is not a training.pretrain config"
+                         f"{f' (unknown settings {unknown})' if unknown else ''}")
+    return PretrainConfig(**saved)
+
+
+def _json_safe(row: dict) -> dict:
+    """``row`` with NaN and infinite floats as None (null), so that strict JSON readers accept the file."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+
+
 def load_run(
-    run: str | Path, device: torch.device, *, allow_partial: bool = False
-) -> tuple[PretrainConfig, torch.nn.Module, int]:
-    """The config, the trained network and the epochs it was trained for, from a run's last checkpoint.
+    run: str | Path, device: torch.device, *, allow_partial: bool = False, with_prototypes: bool = False
+) -> tuple:
+    """The config, the trained network and the epochs it was trained for, from a run's last checkpoint;
+    with ``with_prototypes`` also the run's CLOP prototypes (k, D) on the CPU, None for a run without CLOP.
 
     An unfinished run is refused unless ``allow_partial`` (its results would otherwise carry the
-    configured epochs, not the trained ones).
+    configured epochs, not the trained ones). A checkpoint.pt that does not load raises
+    :class:`training.rundir.CheckpointError` naming it, unless checkpoint.prev.pt holds the finished run
+    (or, with ``allow_partial``, any finished epoch), which is then used, saying so on stderr.
     """
     run = Path(run)
-    for f in (CONFIG, CHECKPOINT):
-        if not (run / f).is_file():
-            raise FileNotFoundError(f"run={str(run)!r} has no {f}; is it a directory written by training.pretrain?")
-    cfg = PretrainConfig(**json.loads((run / CONFIG).read_text()))
-    ckpt = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
+    cfg = load_config(run)
+    if not (run / CHECKPOINT).exists() and not (run / rundir.PREV_CHECKPOINT).exists():
+        raise FileNotFoundError(f"run={str(run)!r} has no {CHECKPOINT}; is it a directory written by training.pretrain?")
+    finished = lambda c: allow_partial or (c["epoch"], c["step_in_epoch"]) == (cfg.epochs, 0)  # noqa: E731
+    ckpt, note = rundir.load_finished(run, finished)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     epochs, step = ckpt.get("epoch", 0), ckpt.get("step_in_epoch", 0)
     if epochs < 1:
         raise ValueError(f"run={str(run)!r}: its checkpoint holds no finished epoch")
@@ -102,7 +225,12 @@ def load_run(
         )
     model = build_model(cfg)
     model.load_state_dict(ckpt["model"])
-    return cfg, model.to(device).eval(), epochs
+    if not with_prototypes:
+        return cfg, model.to(device).eval(), epochs
+    objective = build_objective(cfg, torch.device("cpu"))  # the prototypes are its buffer: read them back
+    objective.load_state_dict(ckpt["objective"])
+    prototypes = None if objective.clop is None else objective.clop.prototypes
+    return cfg, model.to(device).eval(), epochs, prototypes
 
 
 def _features(model, dataset, device, batch, workers) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,11 +245,39 @@ def _features(model, dataset, device, batch, workers) -> tuple[torch.Tensor, tor
 
 
 def linear_eval(cfg: ProbeConfig, *, progress: bool = True) -> dict:
-    """Probe a run; returns the results row (also appended to ``cfg.results``)."""
+    """Probe a run; returns the results row.
+
+    Settings, the run and ``--results`` are checked before any compute. The result is printed (stdout)
+    as soon as it is known, then written to RUN/linear_eval.json, then appended to ``cfg.results``.
+    """
     cfg = cfg.resolved()
-    device = default_device(cfg.device)
+    device = check_device(cfg.device)
     run = Path(cfg.run)
-    pcfg, model, trained = load_run(run, device, allow_partial=cfg.allow_partial)
+    load_config(run)
+    check_results(cfg.results)
+    check_output_dir(run, "--run")
+    with rundir.RunLock.acquire(run, "training.linear_eval", "--run"):
+        row = _probe(cfg, run, device, progress)
+        print(f"top-1 {row['top1']:.4f}  top-5 {row['top5']:.4f}  ({run}, {row['trained_epochs']} epochs, "
+              f"probe on {row['probe_train_images']} labels, {row['test_images']} test images)", flush=True)
+        try:
+            atomic_write_text(run / RESULT, json.dumps(_json_safe(row), indent=2, allow_nan=False) + "\n")
+        except OSError as exc:
+            raise ResultNotSavedError(f"the result above could not be written to {run / RESULT}: {exc}") from None
+        try:
+            append_result(cfg.results, row)
+        except (OSError, ValueError, rundir.RunLockedError) as exc:
+            raise ResultNotSavedError(f"the result is saved in {run / RESULT} but could not be appended to --results "
+                                      f"{cfg.results!r}: {exc}") from None
+    return row
+
+
+class ResultNotSavedError(RuntimeError):
+    """The probe finished (its result was printed) but a file could not be written."""
+
+
+def _probe(cfg: ProbeConfig, run: Path, device: torch.device, progress: bool) -> dict:
+    pcfg, model, trained, prototypes = load_run(run, device, allow_partial=cfg.allow_partial, with_prototypes=True)
     info = tdata.DATASET_INFO[pcfg.dataset]
     root = cfg.data_root or pcfg.data_root
     tf = tdata.eval_transform(pcfg.image_size, info.mean, info.std)
@@ -130,7 +286,11 @@ def linear_eval(cfg: ProbeConfig, *, progress: bool = True) -> dict:
     if cfg.all_labels:
         idx = np.arange(len(train.targets))
     else:
-        idx = np.load(run / LABELED)
+        try:
+            idx = np.load(run / LABELED)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--run {str(run)!r}: {LABELED} cannot be read ({exc}); pass --all-labels to probe with "
+                             "every label, or resume the run to write it again") from None
     y_train = torch.as_tensor(np.asarray(train.targets)[idx], dtype=torch.long)
     y_test = torch.as_tensor(test.targets, dtype=torch.long)
 
@@ -144,10 +304,12 @@ def linear_eval(cfg: ProbeConfig, *, progress: bool = True) -> dict:
         logits = probe(h_test.to(device)).float().cpu()
     acc = topk_accuracy(logits, y_test, ks=(1, 5))
     z_metrics = clop_metrics.collapse_metrics(z_test, top=0)
+    geom = geometry_columns(z_test, y_test, info.num_classes, prototypes, embedding_eps(model, device))
     h_metrics = clop_metrics.collapse_metrics(h_test, top=0)
+    settings = dataclasses.asdict(pcfg)
     row = {
         "run": str(run),
-        **{k: v for k, v in dataclasses.asdict(pcfg).items() if k not in ("out", "overwrite", "device", "workers")},
+        **{k: settings[k] for k in RUN_SETTINGS},
         "trained_epochs": trained,
         "probe_labels": "all" if cfg.all_labels else "run",
         "probe_train_images": len(idx), "test_images": len(y_test),
@@ -155,9 +317,9 @@ def linear_eval(cfg: ProbeConfig, *, progress: bool = True) -> dict:
         "top1": acc[1], "top5": acc[5],
         "stable_rank": z_metrics["stable_rank"], "entropy_rank": z_metrics["entropy_rank"],
         "feature_stable_rank": h_metrics["stable_rank"], "feature_entropy_rank": h_metrics["entropy_rank"],
+        **geom,
     }
-    (run / RESULT).write_text(json.dumps(row, indent=2) + "\n")
-    append_row(Path(cfg.results), row)
+    assert tuple(row) == RESULT_COLUMNS
     return row
 
 
@@ -187,12 +349,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     values = {k: v for k, v in vars(args).items() if k != "no_progress"}
+    cfg = ProbeConfig(**values)
     try:
-        row = linear_eval(ProbeConfig(**values), progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as exc:
+        linear_eval(cfg, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, rundir.RunLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"top-1 {row['top1']:.4f}  top-5 {row['top5']:.4f}  ({args.run}; appended to {ProbeConfig(**values).resolved().results})")
+    except ResultNotSavedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"saved in {Path(cfg.run) / RESULT}; appended to {cfg.resolved().results}")
     return 0
 
 

@@ -36,6 +36,10 @@ Selection rules (the paper's main setting; ``--augmentation`` and ``--base-lr`` 
 
 Missing required columns are an error (exit code 2) naming them; a figure or table without matching rows is
 skipped with a printed note.
+
+Every output is staged in ``--out`` and renamed into place only when all of them are complete
+(:func:`clop._io.staged_outputs`); each figure is drawn from the data in memory, the same data its CSV holds.
+An interrupted run leaves the previous run's complete set of files as it was.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from clop._io import atomic_path, check_output_dir, staged_outputs
 
 from training import paper_results as PR
 
@@ -78,7 +84,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 #: of one point (or table cell) differ in one of these, it joins the variant's name (figures) or becomes a
 #: column (tables). Columns absent from the CSV are ignored.
 CONTEXT_COLUMNS: tuple[str, ...] = (
-    "arch", "epochs", "image_size", "clop_reduction", "temperature", "projection_dim", "hidden_dim",
+    "arch", "optimizer", "epochs", "image_size", "clop_reduction", "temperature", "projection_dim", "hidden_dim",
     "warmup_epochs", "weight_decay", "momentum", "trust_coefficient", "steps_per_epoch",
     "probe_labels", "probe_epochs", "probe_lr", "probe_weight_decay",
 )
@@ -136,7 +142,12 @@ def load_results(paths: Sequence[str | Path]) -> pd.DataFrame:
         p = Path(p)
         if not p.is_file():
             raise ValueError(f"results: {str(p)!r} is not a file; give results CSVs written by training.linear_eval")
-        f = pd.read_csv(p)
+        try:
+            f = pd.read_csv(p)
+        except (OSError, ValueError) as exc:  # unreadable, empty, not a CSV (pandas' errors are ValueErrors)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"results CSV {str(p)!r} cannot be read ({first}); give results CSVs written by "
+                             "training.linear_eval") from None
         missing = [c for c in REQUIRED_COLUMNS if c not in f.columns]
         if missing:
             raise ValueError(
@@ -306,11 +317,12 @@ def _styles(frame: pd.DataFrame) -> dict[str, dict]:
     return out
 
 
-def plot_sweep(csv_path: str | Path, png_path: str | Path, *, x: str, metric: str = "top1", title: str = "",
-               footnote: str = "") -> Path:
-    """Draw a sweep figure from its CSV (written by :func:`figure_data`): one panel per dataset, one line
-    per variant, mean over seeds with min-max bars; ``x`` "batch_size" (log2 axis) or "lr" (log10 axis);
-    ``metric`` "top1" or "top5" (plotted in percent)."""
+def plot_sweep(data: pd.DataFrame | str | Path, png_path: str | Path, *, x: str, metric: str = "top1",
+               title: str = "", footnote: str = "") -> Path:
+    """Draw a sweep figure from its data (the frame of :func:`figure_data`, or the CSV it was written to):
+    one panel per dataset, one line per variant, mean over seeds with min-max bars; ``x`` "batch_size"
+    (log2 axis) or "lr" (log10 axis); ``metric`` "top1" or "top5" (plotted in percent). Written as PNG
+    to ``png_path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -319,7 +331,7 @@ def plot_sweep(csv_path: str | Path, png_path: str | Path, *, x: str, metric: st
 
     if metric not in _METRIC_NAMES:
         raise ValueError(f"metric must be one of {sorted(_METRIC_NAMES)}; got {metric!r}")
-    frame = pd.read_csv(csv_path)
+    frame = data if isinstance(data, pd.DataFrame) else pd.read_csv(data)
     datasets = _dataset_order(frame["dataset"])
     order = list(dict.fromkeys(frame["variant"]))  # the CSV is sorted in legend order
     styles = _styles(frame)
@@ -377,8 +389,11 @@ def plot_sweep(csv_path: str | Path, png_path: str | Path, *, x: str, metric: st
         fig.text(0.5, (leg_in + 0.05) / height, footnote, ha="center", va="bottom", fontsize=8.5, color="0.3")
     fig.suptitle(title, fontsize=12, y=1 - 0.08 / height, va="top")
     png_path = Path(png_path)
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_path(png_path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return png_path
 
 
@@ -566,60 +581,64 @@ def make_all(results: Sequence[str | Path], out: str | Path = "paper_figures", *
     """
     if any(s in prefix for s in ("/", "\\")) or prefix in (".", ".."):
         raise ValueError(f"prefix must be a plain file-name prefix without path separators; got {prefix!r}")
-    if not base_lr > 0:
-        raise ValueError(f"base_lr must be > 0; got {base_lr!r}")
+    if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not (math.isfinite(base_lr) and base_lr > 0):
+        raise ValueError(f"base_lr must be a finite real number > 0; got {base_lr!r}")
     if augmentation not in _AUG_NAMES:
         raise ValueError(f"augmentation must be one of {sorted(_AUG_NAMES)}; got {augmentation!r}")
+    out = check_output_dir(out, "--out")
     df = load_results(results)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, list[Path]] = {}
+    written: dict[str, list[str]] = {}
     rules: dict[str, str] = {}
+    notes: list[str] = []
 
-    selectors = {"figure6": lambda: select_figure6(df, base_lr=base_lr, augmentation=augmentation),
-                 "figure7": lambda: select_figure7(df, augmentation=augmentation)}
-    for fig, (x, pngs) in _FIGURES.items():
-        rows, rule = selectors[fig]()
-        rules[fig] = rule
-        if rows.empty:
-            print(f"note: {fig} skipped: no rows match ({rule}); {len(df)} rows read")
-            written[fig] = []
-            continue
-        data = figure_data(rows, x)
-        csv = out / f"{prefix}{fig}.csv"
-        data.to_csv(csv, index=False)
-        files = [csv]
-        what = "batch size (lr = {:g} × batch/256)".format(base_lr) if x == "batch_size" else \
-            f"learning rate (batch {PR.LR_SWEEP_BATCH})"
-        for png, metric in pngs:
-            paper_fig = PR.FIGURE_CAPTIONS[png].split(":")[0]
-            title = (f"{paper_fig} (CLOP paper), ours: {_METRIC_NAMES[metric]} linear-probe accuracy vs {what}\n"
-                     f"each variant with and without CLOP (λ = {PR.CLOP_LAMBDA:g}); % = labels used")
-            foot = ("Mean over seeds; bars: min–max over seeds where there are several (n in "
-                    f"{csv.name}). The paper's curve values are not printed in its text, so none are shown.")
-            files.append(plot_sweep(csv, out / f"{prefix}{png}.png", x=x, metric=metric, title=title, footnote=foot))
-        written[fig] = files
-        print(f"wrote {', '.join(str(f) for f in files)}")
+    with staged_outputs(out) as stage:  # every file, or none: an interrupted run keeps the previous set
+        selectors = {"figure6": lambda: select_figure6(df, base_lr=base_lr, augmentation=augmentation),
+                     "figure7": lambda: select_figure7(df, augmentation=augmentation)}
+        for fig, (x, pngs) in _FIGURES.items():
+            rows, rule = selectors[fig]()
+            rules[fig] = rule
+            if rows.empty:
+                notes.append(f"note: {fig} skipped: no rows match ({rule}); {len(df)} rows read")
+                written[fig] = []
+                continue
+            data = figure_data(rows, x)
+            csv = f"{prefix}{fig}.csv"
+            data.to_csv(stage(csv), index=False)
+            files = [csv]
+            what = "batch size (lr = {:g} × batch/256)".format(base_lr) if x == "batch_size" else \
+                f"learning rate (batch {PR.LR_SWEEP_BATCH})"
+            for png, metric in pngs:
+                paper_fig = PR.FIGURE_CAPTIONS[png].split(":")[0]
+                title = (f"{paper_fig} (CLOP paper), ours: {_METRIC_NAMES[metric]} linear-probe accuracy vs {what}\n"
+                         f"each variant with and without CLOP (λ = {PR.CLOP_LAMBDA:g}); % = labels used")
+                foot = ("Mean over seeds; bars: min–max over seeds where there are several (n in "
+                        f"{csv}). The paper's curve values are not printed in its text, so none are shown.")
+                plot_sweep(data, stage(f"{prefix}{png}.png"), x=x, metric=metric, title=title, footnote=foot)
+                files.append(f"{prefix}{png}.png")
+            written[fig] = files
 
-    for name in PR.TABLES:
-        rows, rule = select_table(df, name, base_lr=base_lr, augmentation=augmentation)
-        if rows.empty:
-            print(f"note: {name} skipped: no rows match ({rule}); {len(df)} rows read")
-            written[name] = []
-            continue
-        frame, extra = compare_table(rows, name)
-        csv = out / f"{prefix}{name}.csv"
-        md = out / f"{prefix}{name}.md"
-        frame.to_csv(csv, index=False)
-        md.write_text(table_markdown(frame, extra, name, rule, show_variant=frame["variant"].nunique() > 1))
-        written[name] = [md, csv]
-        print(f"wrote {md}, {csv}")
+        for name in PR.TABLES:
+            rows, rule = select_table(df, name, base_lr=base_lr, augmentation=augmentation)
+            if rows.empty:
+                notes.append(f"note: {name} skipped: no rows match ({rule}); {len(df)} rows read")
+                written[name] = []
+                continue
+            frame, extra = compare_table(rows, name)
+            frame.to_csv(stage(f"{prefix}{name}.csv"), index=False)
+            text = table_markdown(frame, extra, name, rule, show_variant=frame["variant"].nunique() > 1)
+            stage(f"{prefix}{name}.md").write_text(text)
+            written[name] = [f"{prefix}{name}.md", f"{prefix}{name}.csv"]
 
-    figmd = out / f"{prefix}figures.md"
-    figmd.write_text(_figures_markdown({f for f in _FIGURES if written[f]}, rules, prefix))
-    written["figures"] = [figmd]
-    print(f"wrote {figmd}")
-    return written
+        stage(f"{prefix}figures.md").write_text(_figures_markdown({f for f in _FIGURES if written[f]}, rules, prefix))
+        written["figures"] = [f"{prefix}figures.md"]
+
+    for note in notes:
+        print(note)
+    paths = {k: [out / n for n in names] for k, names in written.items()}
+    for files in paths.values():
+        if files:
+            print(f"wrote {', '.join(str(f) for f in files)}")
+    return paths
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from clop._progress import progress_bar
 
 from clop._checks import _finite_real, _integer, check_nonnegative, check_positive, check_size
 from clop._device import default_device
@@ -127,7 +127,7 @@ def fit_linear_probe(
         convex), so the result is a function of the data and the seed alone: the same seed gives
         bit-identical weights on the same device.
     device : default CUDA when present, else CPU (:func:`clop._device.default_device`).
-    progress : show a tqdm bar over epochs (stderr).
+    progress : show a tqdm bar over epochs (stderr, on a terminal only).
 
     Objective: mean cross-entropy of ``linear((x - mean) / std)`` over the batch, where ``mean`` and ``std``
     are the per-feature mean and population standard deviation of the training ``x`` (std 1 for a
@@ -179,7 +179,7 @@ def fit_linear_probe(
     loss_fn = nn.CrossEntropyLoss()
 
     probe.train()
-    bar = tqdm(range(epochs), desc="linear probe", unit="epoch", disable=not progress)
+    bar = progress_bar(range(epochs), desc="linear probe", unit="epoch", enabled=progress)
     for _ in bar:
         perm = torch.randperm(n, generator=gen).to(dev)
         loss_sum = torch.zeros((), device=dev)

@@ -76,6 +76,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from clop._io import check_output_dir
+
 from training import data as tdata
 from training.linear_eval import RESULT, ProbeConfig
 from training.pretrain import CHECKPOINT, CONFIG, METRICS, RUN_FILES, HelpFormatter, changed_settings
@@ -123,7 +125,9 @@ ABLATION = ("infonce10-clop", "supcon100-clop")
 
 BASE_SETTINGS: dict[str, object] = {"similarity": "cosine", "augmentation": "simclr", "batch_size": 1024, "base_lr": 0.3}
 """Settings not varied by a sweep (Sec. 5: cosine s(z, c) in Eq. (4), SimCLR framework, batch 1024 for the lr
-sweep and the ablations, lr = 0.3 x batch / 256)."""
+sweep and the ablations, lr = 0.3 x batch / 256). The augmentation is the dataset's default policy
+(``training.data.default_policy``: simclr, but digits for ``--dataset digits``, whose digits must not be
+flipped)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,7 +279,8 @@ def points(
                 v = VARIANTS[vname]
                 settings = {
                     "dataset": dataset, "loss": v.loss, "label_fraction": v.label_fraction, "clop_lambda": v.clop_lambda,
-                    "prototypes": v.prototypes, **BASE_SETTINGS, **sweep.settings(value), "seed": seed,
+                    "prototypes": v.prototypes, **BASE_SETTINGS, "augmentation": tdata.default_policy(dataset),
+                    **sweep.settings(value), "seed": seed,
                 }
                 run = Path(root) / sweep.name / dataset / f"{vname}_{sweep.tag}{_fmt(value)}_s{seed}"
                 out.append(Point(sweep.name, dataset, vname, value, seed, settings, run, vname in sweep.paper_variants))
@@ -354,11 +359,14 @@ class Launch:
     rdzv_endpoint: str | None = None
     rdzv_timeout: int = 3600
     python: str = sys.executable
+    probe_workers: int | None = None
+    """``--workers`` of the probe commands (default: training.linear_eval's own)."""
 
     def __post_init__(self) -> None:
         if self.launcher not in LAUNCHERS:
             raise ValueError(f"launcher={self.launcher!r} is not supported; expected one of {list(LAUNCHERS)}")
-        for field, low in (("probe_epochs", 1), ("nproc_per_node", 1), ("nnodes", 1), ("node_rank", 0), ("rdzv_timeout", 1)):
+        for field, low in (("probe_epochs", 1), ("nproc_per_node", 1), ("nnodes", 1), ("node_rank", 0), ("rdzv_timeout", 1),
+                           ("probe_workers", 0)):
             v = getattr(self, field)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
                 raise ValueError(f"{field} must be an integer >= {low}; got {v!r}")
@@ -414,6 +422,8 @@ class Launch:
                "--seed", str(point.seed), "--no-progress"]
         if self.probe_epochs is not None:
             cmd += ["--epochs", str(self.probe_epochs)]
+        if self.probe_workers is not None:
+            cmd += ["--workers", str(self.probe_workers)]
         return cmd
 
 
@@ -525,48 +535,65 @@ class Failure:
         return f"{self.point.run_dir}: {self.step} failed (exit {self.returncode}); {self.detail or f'see {self.log}'}"
 
 
+def run_point(point: Point, launch: Launch, runner: Callable[[list[str], Path], int] | None = None
+              ) -> tuple[str, Failure | None]:
+    """Run what one point still needs (skipping / resuming by :func:`status`, refusing a run made with other
+    settings: :func:`conflicts`); returns a one-line account ("NAME: before -> after in N s, top-1 ...") and
+    the failure, or None.
+
+    ``runner(cmd, log) -> exit status`` runs one command of :func:`commands` (default :func:`run_command`: a
+    subprocess with its output appended to ``log``); training.practice passes one that runs it in-process.
+    """
+    runner = run_command if runner is None else runner
+    before = status(point.run_dir)
+    start = time.perf_counter()
+    log = launch.log(point)
+    failed = None
+    clash = conflicts(point, launch)
+    if clash:
+        failed = Failure(point, "settings check", 2, log, "the run was made with other settings (" + "; ".join(clash)
+                         + "); delete it to redo it with these, or pass the old flags, or use another --root")
+    for cmd in [] if clash else commands(point, launch, before):
+        step = "probe" if "training.linear_eval" in cmd else "pretrain"
+        rc = runner(cmd, log)
+        if rc != 0:
+            failed = Failure(point, step, rc, log)
+            break
+        if step == "pretrain" and launch.probes and status(point.run_dir) not in ("trained", "done"):
+            # do not probe a half-trained network
+            failed = Failure(point, step, rc, log, f"it exited 0 but {point.run_dir} holds no finished run; log {log}")
+            break
+    after = status(point.run_dir)
+    head = f"{point.name}: {before}"
+    if failed is not None:
+        more = failed.detail or f"log {log}\n{_tail(log)}"
+        msg = f"{head} -> FAILED at {failed.step} (exit {failed.returncode}); {more}"
+    elif before == "done":
+        msg = f"{head}, skipped"
+    else:
+        msg = f"{head} -> {after} in {time.perf_counter() - start:.0f} s"
+        if after == "done":
+            try:
+                row = json.loads((point.run_dir / RESULT).read_text())
+                msg += f", top-1 {row['top1']:.4f} top-5 {row['top5']:.4f}"
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+    return msg.rstrip(), failed
+
+
 def run_points(pts: Sequence[Point], launch: Launch, *, progress: bool = True) -> list[Failure]:
-    """Run the points one after another (skipping / resuming by :func:`status`); returns the failures."""
+    """Run the points one after another (:func:`run_point`); returns the failures."""
     from tqdm.auto import tqdm
 
+    from clop._progress import progress_bar
+
     failures: list[Failure] = []
-    bar = tqdm(pts, desc=f"sweep {pts[0].sweep}" if pts else "sweep", unit="point", disable=not progress)
+    bar = progress_bar(pts, desc=f"sweep {pts[0].sweep}" if pts else "sweep", unit="point", enabled=progress)
     for i, point in enumerate(bar, 1):
-        before = status(point.run_dir)
-        start = time.perf_counter()
-        log = launch.log(point)
-        failed = None
-        clash = conflicts(point, launch)
-        if clash:
-            failed = Failure(point, "settings check", 2, log, "the run was made with other settings (" + "; ".join(clash)
-                             + "); delete it to redo it with these, or pass the old flags, or use another --root")
-        for cmd in [] if clash else commands(point, launch, before):
-            step = "probe" if "training.linear_eval" in cmd else "pretrain"
-            rc = run_command(cmd, log)
-            if rc != 0:
-                failed = Failure(point, step, rc, log)
-                break
-            if step == "pretrain" and launch.probes and status(point.run_dir) not in ("trained", "done"):
-                # do not probe a half-trained network
-                failed = Failure(point, step, rc, log, f"it exited 0 but {point.run_dir} holds no finished run; log {log}")
-                break
-        after = status(point.run_dir)
-        head = f"[{i}/{len(pts)}] {point.name}: {before}"
+        msg, failed = run_point(point, launch)
         if failed is not None:
             failures.append(failed)
-            more = failed.detail or f"log {log}\n{_tail(log)}"
-            msg = f"{head} -> FAILED at {failed.step} (exit {failed.returncode}); {more}"
-        elif before == "done":
-            msg = f"{head}, skipped"
-        else:
-            msg = f"{head} -> {after} in {time.perf_counter() - start:.0f} s"
-            if after == "done":
-                try:
-                    row = json.loads((point.run_dir / RESULT).read_text())
-                    msg += f", top-1 {row['top1']:.4f} top-5 {row['top5']:.4f}"
-                except (OSError, ValueError, KeyError, TypeError):
-                    pass
-        tqdm.write(msg.rstrip(), file=sys.stderr)
+        tqdm.write(f"[{i}/{len(pts)}] {msg}", file=sys.stderr)
     bar.close()
     return failures
 
@@ -638,6 +665,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for point in pts:  # training.pretrain's own checks, before anything runs
             pretrain_config(point, launch)
+        if launch.launcher != "print":  # print only reads the run directories
+            check_output_dir(args.root, "--root")
     except ValueError as exc:
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
