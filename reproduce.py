@@ -1,8 +1,14 @@
 """Regenerate every paper figure, table and report this suite has into paper_figures/.
 
 Run: python reproduce.py [--out DIR] [--device DEVICE] [--only NAME ...]
-Each step is one of the suite's own scripts, run in this process; a failed step is reported and
-the others still run, and the exit status is non-zero if any failed.
+The default runs every step but the long ones (``table5-seeds``, about half an hour on a 2-core CPU;
+``practice``, Sec. 5 in miniature, about 45 minutes);
+``--only NAME`` runs any step, long ones included.
+Each step is one of the suite's own scripts, run in this process. A step fails when it returns a
+non-zero status, raises, or exits (an argument error is a SystemExit with status 2); a failed step is
+reported and the later steps still run. A summary of every step (ok / FAILED with its status, time) is
+printed at the end, and the exit status is 1 if any step failed. Ctrl-C (KeyboardInterrupt) stops
+everything, after printing the summary of the steps that finished; the exit status is then 130.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ import importlib
 import sys
 import time
 import traceback
+
+from clop._device import default_device
+from clop._io import check_output_dir
 
 # (name, module, argv builder) — each module exposes main(argv).
 STEPS = [
@@ -24,29 +33,78 @@ STEPS = [
     ("table5-overlap", "simulations.synthetic_ffn",
      lambda out, dev: ["--magnitudes", "normal", "--min-angle", "0", "--out", f"{out}/table5_overlap"]
      + (["--device", dev] if dev else [])),
+    # The study behind table5's default number of seeds: 400 seeds x 8 configurations x 2 regimes.
+    ("table5-seeds", "simulations.table5_seeds", lambda out, dev: ["--out", out] + (["--device", dev] if dev else [])),
+    # Sec. 5 in miniature on 8x8 digits (issue 13): 366 runs, about 45 min on a 2-core CPU; runs in runs/practice.
+    ("practice", "training.practice", lambda out, dev: ["--out", f"{out}/practice"] + (["--device", dev] if dev else [])),
 ]
+LONG_STEPS = {"table5-seeds", "practice"}  # not in the default run
+
+
+def _exit_status(exc: SystemExit) -> int:
+    """The status a SystemExit carries: None and 0 are success, an int is itself, anything else (a message) is 1."""
+    if exc.code is None:
+        return 0
+    return exc.code if isinstance(exc.code, int) else 1
+
+
+def _run_step(module: str, argv: list[str]) -> int:
+    """Run one step's ``main(argv)`` and return its exit status; only KeyboardInterrupt escapes."""
+    try:
+        rc = importlib.import_module(module).main(argv)
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as exc:  # argparse errors (status 2) and explicit exits
+        rc = _exit_status(exc)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # any other failure: report it and go on with the other steps
+        traceback.print_exc()
+        rc = 1
+    return 0 if rc is None else int(rc) if isinstance(rc, int) else 1
+
+
+def _summary(results: list[tuple[str, int, float]], interrupted: str | None) -> str:
+    lines = ["== summary"]
+    for name, rc, seconds in results:
+        lines.append(f"   {name:<16} {'ok' if rc == 0 else f'FAILED (status {rc})':<20} {seconds:8.1f} s")
+    if interrupted:
+        lines.append(f"   {interrupted:<16} {'INTERRUPTED':<20}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="paper_figures", help="output directory (default: paper_figures)")
     parser.add_argument("--device", default=None, help="torch device for the simulations (default: cuda if present, else cpu)")
-    parser.add_argument("--only", nargs="+", choices=[s[0] for s in STEPS], help="run only these steps")
+    parser.add_argument("--only", nargs="+", choices=[s[0] for s in STEPS],
+                        help=f"run only these steps (default: all but {', '.join(sorted(LONG_STEPS))})")
     args = parser.parse_args(argv)
-    failed = []
-    for name, module, build in STEPS:
-        if args.only and name not in args.only:
-            continue
-        start = time.perf_counter()
-        print(f"== {name}: python -m {module.removesuffix('.__main__')} {' '.join(build(args.out, args.device))}", flush=True)
-        try:
-            rc = importlib.import_module(module).main(build(args.out, args.device))
-        except Exception:  # report and go on with the other figures
-            traceback.print_exc()
-            rc = 1
-        print(f"== {name}: {'ok' if not rc else 'FAILED'} in {time.perf_counter() - start:.1f} s", flush=True)
-        if rc:
-            failed.append(name)
+    try:  # settings every step shares, checked once before the first step
+        default_device(args.device)
+        check_output_dir(args.out, "--out")
+    except ValueError as exc:
+        parser.error(str(exc) if str(exc).startswith("--") else f"--device: {exc}")
+    results: list[tuple[str, int, float]] = []
+    current = None
+    try:
+        for name, module, build in STEPS:
+            if (args.only and name not in args.only) or (not args.only and name in LONG_STEPS):
+                continue
+            current = name
+            start = time.perf_counter()
+            step_argv = build(args.out, args.device)
+            print(f"== {name}: python -m {module.removesuffix('.__main__')} {' '.join(step_argv)}", flush=True)
+            rc = _run_step(module, step_argv)
+            results.append((name, rc, time.perf_counter() - start))
+            current = None
+            print(f"== {name}: {'ok' if not rc else 'FAILED'} in {results[-1][2]:.1f} s", flush=True)
+    except KeyboardInterrupt:
+        print(_summary(results, current), flush=True)
+        print(f"interrupted during step {current}" if current else "interrupted", file=sys.stderr)
+        return 130
+    print(_summary(results, None), flush=True)
+    failed = [name for name, rc, _ in results if rc]
     if failed:
         print(f"failed steps: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
