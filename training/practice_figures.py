@@ -111,8 +111,8 @@ def plot_figure6(data: pd.DataFrame, png: Path, epochs: str) -> None:
     ax.set_ylabel("top-1 linear-probe accuracy on the 359 test digits (%)")
     ax.grid(True, alpha=0.3)
     _finish(fig, png, ax, f"Figure 6 in miniature: top-1 vs batch size, each loss with and without CLOP\n"
-            f"digits 8×8, small CNN, {epochs} epochs, LARS; mean over seeds with 95 % t-interval, dots = seeds "
-            "(× = diverged, at chance); grey: untrained encoder")
+            f"digits 8×8, small CNN, {epochs} epochs, LARS; mean over seeds with 95 % t-interval,\n"
+            "dots = seeds (× = diverged, at chance); grey: untrained encoder")
 
 
 def plot_figure7(data: pd.DataFrame, png: Path, epochs: str) -> None:
