@@ -17,6 +17,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torchvision.transforms import v2
 
+from tests._kill import Killed, dies_at
 from training import build, linear_eval, pretrain
 from training import data as D
 from training.model import ContrastiveModel, SmallConvNet
@@ -324,22 +325,14 @@ def test_digits_small_sgd_pretrain_then_probe_beats_chance(sgd_run, capsys):
     assert "optimizer: 'sgd' -> 'lars'" in capsys.readouterr().err
 
 
-class _Killed(BaseException):
-    """Stands for the process being killed: not an Exception, so nothing in the run catches it."""
-
 
 def test_a_killed_digits_run_resumes_to_the_same_numbers(sgd_run, tmp_path, monkeypatch):
-    forward, calls = pretrain.forward_loss, {"n": 0}
-
-    def dying_forward(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 8:  # epoch 2, step 3 of 5; the last checkpoint came after global step 6
-            raise _Killed
-        return forward(*args, **kwargs)
+    # epoch 2, step 3 of 5; the last checkpoint came after global step 6
+    dying_forward = dies_at(8, pretrain.forward_loss)
 
     run = tmp_path / "killed"
     monkeypatch.setattr(pretrain, "forward_loss", dying_forward)
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         pretrain.main([*FLAGS, "--out", str(run), "--checkpoint-every", "3"])
     monkeypatch.undo()
     assert pretrain.main([*FLAGS, "--out", str(run), "--checkpoint-every", "3", "--resume"]) == 0

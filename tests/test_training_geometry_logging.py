@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from clop.metrics import default_rtol
+from tests._kill import Killed, dies_at
 from training import data as D
 from training import evaluate, linear_eval, pretrain, rundir
 from training.build import build_model
@@ -171,28 +172,13 @@ def test_geometry_logging_leaves_training_bit_identical(every1, per_epoch, root)
 # ------------------------------------------------------------------------------------------ resume
 
 
-class _Killed(BaseException):
-    """Stands for the process being killed: not an Exception, so nothing in the run catches it."""
-
-
-def _dies_at(n: int, fn):
-    calls = {"n": 0}
-
-    def dying(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == n:
-            raise _Killed
-        return fn(*args, **kwargs)
-
-    return dying
-
 
 def test_killed_while_checkpointing_resumes_to_the_same_geometry_csv(every3, root, monkeypatch, capsys):
     """Killed in epoch 2's checkpoint, after geometry.csv got the row of step 6: the resume drops that row,
     restores the step-3 snapshot from epoch 1's checkpoint (step 4) and writes the uninterrupted file."""
     run = root / "killed_in_save"
-    monkeypatch.setattr(rundir.Checkpoints, "save", _dies_at(2, rundir.Checkpoints.save))
-    with pytest.raises(_Killed):
+    monkeypatch.setattr(rundir.Checkpoints, "save", dies_at(2, rundir.Checkpoints.save))
+    with pytest.raises(Killed):
         _pretrain(run, "--geometry-every", "3")
     monkeypatch.undo()
     assert _geometry(run)["step"].tolist() == [3, 6]
@@ -214,8 +200,8 @@ def test_killed_mid_epoch_resumes_to_the_same_geometry_csv(every3, root, monkeyp
     """Killed before step 7 with a checkpoint at step 5 (epoch 2, step 1): the row of step 6 was never
     written, and the interval 3 -> 6 crosses the resume point."""
     run = root / "killed_mid_epoch"
-    monkeypatch.setattr(pretrain, "forward_loss", _dies_at(7, pretrain.forward_loss))
-    with pytest.raises(_Killed):
+    monkeypatch.setattr(pretrain, "forward_loss", dies_at(7, pretrain.forward_loss))
+    with pytest.raises(Killed):
         _pretrain(run, "--geometry-every", "3", "--checkpoint-every", "5")
     monkeypatch.undo()
     assert _geometry(run)["step"].tolist() == [3]

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from tests._kill import Killed, dies_at
 from tests.test_training_digits import F_SHAPE, _grey, _looks_mirrored
 from training import data as D
 from training import distributed, pretrain
@@ -295,23 +296,15 @@ def test_device_and_workers_loaders_give_the_same_run(device_run, tmp_path):
     assert (pd.read_csv(device_run / "geometry.csv").equals(pd.read_csv(run / "geometry.csv")))
 
 
-class _Killed(BaseException):
-    """Stands for the process being killed: not an Exception, so nothing in the run catches it."""
-
 
 @pytest.mark.parametrize("resume_with", ["device", "workers"])  # the loader may change on --resume
 def test_a_killed_device_loader_run_resumes_to_the_same_numbers(device_run, resume_with, tmp_path, monkeypatch):
-    forward, calls = pretrain.forward_loss, {"n": 0}
-
-    def dying_forward(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 8:  # epoch 2, step 3 of 5; the last checkpoint came after global step 6
-            raise _Killed
-        return forward(*args, **kwargs)
+    # epoch 2, step 3 of 5; the last checkpoint came after global step 6
+    dying_forward = dies_at(8, pretrain.forward_loss)
 
     run = tmp_path / "killed"
     monkeypatch.setattr(pretrain, "forward_loss", dying_forward)
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         pretrain.main([*FLAGS, "--loader", "device", "--out", str(run), "--checkpoint-every", "3"])
     monkeypatch.undo()
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
@@ -622,17 +615,12 @@ def test_a_killed_simclr_device_loader_run_resumes_to_the_same_numbers(synthetic
     whole = tmp_path / "whole"
     assert pretrain.main([*flags, "--out", str(whole)]) == 0  # the default loader for synthetic: device
     assert json.loads((whole / "config.json").read_text())["loader"] == "device"
-    forward, calls = pretrain.forward_loss, {"n": 0}
-
-    def dying_forward(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:  # epoch 2, step 3 of 3; the last checkpoint came after global step 4
-            raise _Killed
-        return forward(*args, **kwargs)
+    # epoch 2, step 3 of 3; the last checkpoint came after global step 4
+    dying_forward = dies_at(6, pretrain.forward_loss)
 
     run = tmp_path / "killed"
     monkeypatch.setattr(pretrain, "forward_loss", dying_forward)
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         pretrain.main([*flags, "--loader", "device", "--out", str(run), "--checkpoint-every", "2"])
     monkeypatch.undo()
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)

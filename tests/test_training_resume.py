@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tests._kill import Killed, dies_at
 from training import linear_eval, pretrain
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,9 +61,6 @@ def uninterrupted(tmp_path_factory, data) -> Path:
     return run
 
 
-class _Killed(BaseException):
-    """Stands for the process being killed: not an Exception, so nothing in the run catches it."""
-
 
 @pytest.mark.parametrize(
     "kill_at, every, resumes_from",
@@ -74,21 +72,12 @@ class _Killed(BaseException):
 def test_interrupted_run_resumes_to_the_uninterrupted_numbers(
     kill_at, every, resumes_from, uninterrupted, data, tmp_path, monkeypatch, capsys
 ):
-    calls = {"n": 0}
-    forward = pretrain.forward_loss
-
-    def dying_forward(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == kill_at:
-            raise _Killed
-        return forward(*args, **kwargs)
-
     run = tmp_path / "killed"
     extra = () if every is None else ("--checkpoint-every", every)
-    monkeypatch.setattr(pretrain, "forward_loss", dying_forward)
-    with pytest.raises(_Killed):
+    monkeypatch.setattr(pretrain, "forward_loss", dies_at(kill_at, pretrain.forward_loss))
+    with pytest.raises(Killed):
         _run(run, data, *extra)
-    monkeypatch.setattr(pretrain, "forward_loss", forward)
+    monkeypatch.undo()
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == resumes_from
     assert linear_eval.main(["--run", str(run), "--no-progress", "--workers", "0", "--device", "cpu"]) == 2
