@@ -5,10 +5,10 @@
 #   env          torch and CUDA versions, the GPU (nvidia-smi)
 #   cuda_tests   the tests that skip without CUDA (pytest -k "cuda or device_plumbing", tests/)
 #   train_step   benchmarks/bench_train_step.py: fp32 vs bf16 + channels-last, InfoNCE vs InfoNCE + CLOP
-#   loader       benchmarks/bench_loader.py (only where the file exists): views/s of both loaders
+#   loader       benchmarks/bench_loader.py, digits and SimCLR at 32 px: views/s of both loaders and their ratio
 #   pretrain     python -m training.pretrain --smoke at 32 px for 2 epochs: images/s (from metrics.csv)
 #   lr_bound     python simulations/lr_bound.py on the device (Figure 3) and its time; on CUDA also the
-#                CPU run of the same figure, and whether the two figure3_max_lr.csv files are identical
+#                CPU run of the same figure, and whether their max_lr columns agree to 1e-12
 #   ffn          benchmarks/bench_ffn.py (Table 5's chunked FFN training against one run at a time)
 #
 # Writes one summary (default $OUT/gpu_check.txt where $OUT is set, else ./gpu_check.txt): per step its
@@ -84,10 +84,12 @@ W=$(q "$WORK")
 add_step env 30 "$P -c 'import torch, platform; print(\"python\", platform.python_version(), \"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"available\", torch.cuda.is_available(), \"devices\", torch.cuda.device_count()); print(\"gpu\", torch.cuda.get_device_name() if torch.cuda.is_available() else \"none\")' && { command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo 'nvidia-smi: not found'; }"
 add_step cuda_tests 150 "$P -m pytest -q -rs -p no:cacheprovider -k 'cuda or device_plumbing' tests"
 add_step train_step 150 "$P benchmarks/bench_train_step.py --device $D"
-add_step loader 60 "test -f benchmarks/bench_loader.py && $P benchmarks/bench_loader.py --device $D"
+add_step loader 90 "$P benchmarks/bench_loader.py --device $D --dataset digits && $P benchmarks/bench_loader.py --device $D --dataset synthetic"
 add_step pretrain 120 "$P -m training.pretrain --smoke --image-size 32 --epochs 2 --device $D --out $W/pretrain --overwrite --no-progress && tail -n 3 $W/pretrain/metrics.csv"
 if [ "$CUDA" = 1 ]; then
-    add_step lr_bound 120 "$P simulations/lr_bound.py --device $D --out $W/figure3_$DEVICE && $P simulations/lr_bound.py --device cpu --out $W/figure3_cpu && if cmp -s $W/figure3_$DEVICE/figure3_max_lr.csv $W/figure3_cpu/figure3_max_lr.csv; then echo 'figure3_max_lr.csv: identical on $DEVICE and cpu'; else echo 'figure3_max_lr.csv: DIFFERS between $DEVICE and cpu'; diff $W/figure3_$DEVICE/figure3_max_lr.csv $W/figure3_cpu/figure3_max_lr.csv | head -n 20; exit 1; fi"
+    # the CUDA engine (torch ops) and the CPU engine (native kernel) sum in other orders: the searched rates agree
+    # to the last bits where every collapse decision agrees; a different decision moves a rate by the resolution
+    add_step lr_bound 150 "$P simulations/lr_bound.py --device $D --out $W/figure3_$DEVICE && $P simulations/lr_bound.py --device cpu --out $W/figure3_cpu && $P -c 'import sys, pandas as pd; a, b = (pd.read_csv(f) for f in sys.argv[1:3]); d = (a.max_lr - b.max_lr).abs(); print(\"figure3_max_lr.csv: %s vs cpu: %d of %d max_lr differ, largest by %.3g\" % (sys.argv[3], (d > 0).sum(), len(d), d.max())); sys.exit(int(d.max() > 1e-12))' $W/figure3_$DEVICE/figure3_max_lr.csv $W/figure3_cpu/figure3_max_lr.csv $D"
 else
     add_step lr_bound 120 "$P simulations/lr_bound.py --device $D --out $W/figure3_$DEVICE"
 fi
@@ -150,11 +152,6 @@ for i in "${!STEP_NAMES[@]}"; do
         status="SKIPPED (budget)"
         secs=0
         keys=""
-        N_SKIP=$((N_SKIP + 1))
-    elif [ "$name" = loader ] && [ ! -f benchmarks/bench_loader.py ]; then
-        status="SKIPPED (no file)"
-        secs=0
-        keys="benchmarks/bench_loader.py does not exist"
         N_SKIP=$((N_SKIP + 1))
     else
         echo "[$name] (limit $limit s) ${STEP_CMDS[$i]}"
