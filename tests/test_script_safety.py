@@ -453,32 +453,3 @@ def test_t1_proof_verdict_is_computed():
     assert report.proof_verdict(last_step_void=False, rows_above_fraction=0.0) == "holds"
     assert report.proof_verdict(last_step_void=False, rows_above_fraction=0.3) == "fails"
 
-
-# ------------------------------------------------------------------------------------------ gpu_check.sh
-
-GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
-
-
-def _gpu_check(*args: str, tmp_path: Path):
-    import subprocess
-
-    return subprocess.run(["bash", str(GPU_CHECK), *args, "--summary", str(tmp_path / "s" / "summary.txt"),
-                           "--python", sys.executable], capture_output=True, text=True, timeout=60)
-
-
-def test_gpu_check_dry_run_lists_every_step_and_writes_nothing(tmp_path):
-    done = _gpu_check("--dry-run", tmp_path=tmp_path)
-    assert done.returncode == 0, done.stderr
-    steps = [line.split("]")[0][1:] for line in done.stdout.splitlines() if line.startswith("[")]
-    assert steps == ["env", "cuda_tests", "train_step", "loader", "pretrain", "lr_bound", "ffn"]
-    lr_line = next(line for line in done.stdout.splitlines() if line.startswith("[lr_bound]"))
-    assert "--device cpu" in lr_line and "max_lr" in lr_line, "on CUDA the Figure 3 search is compared with the CPU's"
-    assert "--dataset synthetic" in done.stdout, "the loader is timed at 32 px, where a GPU would wait for it"
-    assert not (tmp_path / "s").exists()
-
-
-@pytest.mark.parametrize("args, message", [(("--only", "nonsense"), "unknown step in --only: nonsense"),
-                                           (("--device", "tpu"), "--device must be cuda, cuda:N or cpu")])
-def test_gpu_check_refuses_bad_flags(args, message, tmp_path):
-    done = _gpu_check("--dry-run", *args, tmp_path=tmp_path)
-    assert done.returncode == 2 and message in done.stderr

@@ -531,11 +531,13 @@ def test_gpu_check_script_dry_run_and_failure_bookkeeping(tmp_path):
     assert out.returncode == 0, out.stderr
     for step, piece in [("env", "torch.cuda.is_available()"), ("cuda_tests", "-m pytest"),
                         ("train_step", "bench_train_step.py --device cuda"),
-                        ("loader", "test -f benchmarks/bench_loader.py"),
+                        ("loader", "bench_loader.py --device cuda --dataset synthetic"),
                         ("pretrain", "training.pretrain --smoke --image-size 32 --epochs 2 --device cuda"),
                         ("lr_bound", "simulations/lr_bound.py --device cuda"), ("ffn", "bench_ffn.py --device cuda")]:
         line = next(ln for ln in out.stdout.splitlines() if ln.startswith(f"[{step}]"))
         assert piece in line, line
+    lr_line = next(ln for ln in out.stdout.splitlines() if ln.startswith("[lr_bound]"))
+    assert "lr_bound.py --device cpu" in lr_line and "max_lr" in lr_line, "on CUDA Figure 3 is compared with the CPU's"
     assert not (tmp_path / "s.txt").exists()  # a dry run runs nothing and writes nothing
     # every step runs and is recorded even when the ones before it fail; the exit status says so
     out = subprocess.run(["bash", str(script), "--device", "cpu", "--only", "env,lr_bound", "--python", "false",
@@ -547,3 +549,5 @@ def test_gpu_check_script_dry_run_and_failure_bookkeeping(tmp_path):
     assert summary[-1].startswith("total: 0 ok, 2 failed, 0 skipped")
     bad = subprocess.run(["bash", str(script), "--only", "nonsense"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown step" in bad.stderr
+    bad = subprocess.run(["bash", str(script), "--dry-run", "--device", "tpu"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--device must be cuda, cuda:N or cpu; got tpu" in bad.stderr

@@ -66,7 +66,8 @@ RUN_SETTINGS = tuple(
     if f.name not in ("out", "overwrite", "device", "workers", "loader", "geometry_images", "geometry_every")
 )
 """The settings of the pre-training run that go into a results row (not those of its logging: the
-probe's class geometry uses every test image; nor how its views were loaded: the same views either way)."""
+probe's class geometry uses every test image; nor how its views were loaded: the same views for digits,
+the same distributions for SimCLR, and the run's name and config.json record the loader)."""
 RESULT_COLUMNS = (
     "run", *RUN_SETTINGS, "trained_epochs", "probe_labels", "probe_train_images", "test_images", "probe_epochs",
     "probe_lr", "probe_weight_decay", "probe_seed", "top1", "top5", "stable_rank", "entropy_rank",
