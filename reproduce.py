@@ -2,7 +2,7 @@
 
 Run: python reproduce.py [--out DIR] [--device DEVICE] [--only NAME ...]
 The default runs every step but the long ones (``table5-seeds``, about half an hour on a 2-core CPU;
-``practice``, Sec. 5 in miniature, about 45 minutes);
+``practice``, Sec. 5 in miniature, about an hour);
 ``--only NAME`` runs any step, long ones included.
 Each step is one of the suite's own scripts, run in this process. A step fails when it returns a
 non-zero status, raises, or exits (an argument error is a SystemExit with status 2); a failed step is
@@ -28,14 +28,14 @@ STEPS = [
     ("figure3", "simulations.lr_bound", lambda out, dev: ["--out", out] + (["--device", dev] if dev else [])),
     ("figure4", "simulations.dimensional_collapse", lambda out, dev: ["--out", out] + (["--device", dev] if dev else [])),
     ("table5", "simulations.synthetic_ffn", lambda out, dev: ["--out", out] + (["--device", dev] if dev else [])),
-    # The same experiment on classes whose lines meet at the origin (raw-input KNN ~61 %), where the
+    # The same experiment on classes whose lines meet at the origin (raw-input KNN ~62 %), where the
     # baselines do not saturate; see paper_figures/table5.md for why both regimes are reported.
     ("table5-overlap", "simulations.synthetic_ffn",
      lambda out, dev: ["--magnitudes", "normal", "--min-angle", "0", "--out", f"{out}/table5_overlap"]
      + (["--device", dev] if dev else [])),
     # The study behind table5's default number of seeds: 400 seeds x 8 configurations x 2 regimes.
     ("table5-seeds", "simulations.table5_seeds", lambda out, dev: ["--out", out] + (["--device", dev] if dev else [])),
-    # Sec. 5 in miniature on 8x8 digits (issue 13): 366 runs, about 45 min on a 2-core CPU; runs in runs/practice.
+    # Sec. 5 in miniature on 8x8 digits (issue 13): 366 runs, about an hour on a 2-core CPU; runs in runs/practice.
     ("practice", "training.practice", lambda out, dev: ["--out", f"{out}/practice"] + (["--device", dev] if dev else [])),
 ]
 LONG_STEPS = {"table5-seeds", "practice"}  # not in the default run

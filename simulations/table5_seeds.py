@@ -16,7 +16,7 @@ verdict in place:
    the pool leaves inconclusive is listed apart: no affordable n decides it, and the report prints it as
    inconclusive most of the time (the table gives how often).
 
-Run: python simulations/table5_seeds.py [--pool 400] [--sizes 10 20 40 60 100] [--out paper_figures]
+Run: python simulations/table5_seeds.py [--pool 400] [--sizes 10 20 40 60 100 200] [--out paper_figures]
 Writes table5_seed_study_runs_<regime>.csv (the pool), table5_seed_study.csv (agreement per regime, loss,
 claim and n) and table5_seed_study.md. About 15 minutes per regime on one core of a 2-core Xeon.
 """
@@ -170,8 +170,8 @@ def markdown(table: pd.DataFrame, pool: int, n_boot: int, runtime_s: float) -> s
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pool", type=int, default=400, help="seeds in the pool per regime (default 400)")
-    p.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 40, 60, 100],
-                   help="block sizes n to judge (default 10 20 40 60 100)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 40, 60, 100, 200],
+                   help="block sizes n to judge (default 10 20 40 60 100 200)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap samples per n (default 2000)")
     p.add_argument("--regimes", nargs="+", choices=tuple(ffn_data.REGIMES), default=list(ffn_data.REGIMES),
                    help="data regimes (default both)")

@@ -49,7 +49,8 @@ while two other jobs shared it; CPU seconds, which is what two saturated cores d
   the study);
 * ``--epochs 25`` (:data:`EPOCHS`; 150 steps at batch 256, 2,250 at batch 16, 75 at batch 512; the paper:
   200 epochs) and 7 learning rates (0.03 cut): 366 runs ~ 4,600 CPU-seconds ~ 40 min on two free cores
-  (:func:`estimate_seconds`, printed at the start). The first version, with the per-image loader, could
+  (:func:`estimate_seconds`, printed at the start); the committed study took 59.5 min on two cores that
+  other jobs shared. The first version, with the per-image loader, could
   afford only 8 epochs.
 
 Outputs: the runs under ``--runs`` (default runs/practice, ``RUNS/e<epochs>/<run>``, the probe rows also
