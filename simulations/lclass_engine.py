@@ -28,7 +28,7 @@ import torch
 from clop._checks import check_choice, check_size
 from simulations import lclass_native
 
-_RENORM_EVERY = 32  # exact row renormalisation period (tracked norms drift only by round-off)
+_RENORM_EVERY = 32  # exact renormalisation period; a row is also renormalised when its drift may pass DRIFT_CAP
 _CHECK_EVERY = 16  # period of early-exit checks and chunk compaction
 _STABLE_MEAN = 1e-8  # linear-regime threshold of the early "stable" decision
 _STABLE_REACH = 1e-4  # the bound on ||mu_N|| that the early "stable" decision guarantees
@@ -88,6 +88,14 @@ class _Batch:
         n = torch.linalg.vector_norm(self.z, dim=-1)  # (B, K)
         self.z.mul_((self.mask / torch.clamp(n, min=1e-300)).unsqueeze(-1))
         self.r = torch.ones_like(n)  # padded rows: r = 1, masked everywhere it is used
+        self.g = torch.ones_like(n)  # growth of the tracked norms' error since this normalisation
+
+    def renormalise_rows(self, rows: torch.Tensor) -> None:
+        """Normalise exactly the rows where ``rows`` (B, K) is True (see :data:`lclass_native.DRIFT_CAP`)."""
+        n = torch.linalg.vector_norm(self.z, dim=-1)
+        self.z.mul_(torch.where(rows, self.mask / torch.clamp(n, min=1e-300), 1.0).unsqueeze(-1))
+        self.r = torch.where(rows, 1.0, self.r)
+        self.g = torch.where(rows, 1.0, self.g)
 
     def mean(self) -> torch.Tensor:
         """mu: (B, 1, D) of the normalised rows."""
@@ -105,16 +113,21 @@ class _Batch:
         self.z.addcmul_((self.cneg * self.r).unsqueeze(-1), mu)
         p.div_(self.r)  # x_i . mu
         fac = torch.mul(self.c2, mm)  # c^2 ||mu||^2
-        fac.addcmul_(self.cc, p, value=-2.0).add_(1.0).clamp_(min=0.0).sqrt_()
+        fac.addcmul_(self.cc, p, value=-2.0).add_(1.0).clamp_(min=0.0)  # f_i = ||x_i - c mu||^2
+        self.g = torch.where(fac > 0.0, self.g / fac, self.g)  # the norms' error grows by 1 / f_i a step
+        fac.sqrt_()
         # clamp: a row that lands exactly on 0 (e.g. a collapsed run at eta = 1) keeps a tiny finite norm
         self.r = self.r.mul(fac).clamp_(min=1e-300)
+        drift = self.g > lclass_native.DRIFT_CAP
+        if bool(drift.any()):
+            self.renormalise_rows(drift)
 
     def x(self) -> torch.Tensor:
         """Normalised rows (zero padding kept): (B, K, D)."""
         return self.z * (self.mask / self.r).unsqueeze(-1)
 
     def select(self, keep: torch.Tensor) -> None:
-        for name in ("z", "ids", "mask", "maskk", "cneg", "cc", "c2", "c", "log_growth", "r"):
+        for name in ("z", "ids", "mask", "maskk", "cneg", "cc", "c2", "c", "log_growth", "r", "g"):
             setattr(self, name, getattr(self, name)[keep])
 
 

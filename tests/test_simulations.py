@@ -401,6 +401,73 @@ def test_each_engine_equals_the_per_vector_reference(engine):
     assert (cs >= 0).any() and (cs < 0).any()
 
 
+def _shrinking_rows_case() -> tuple[list[torch.Tensor], np.ndarray]:
+    """k = 3 in the plane (m = 2) at eta = 2.5: two rows shrink by f = ||x_i - c mu||^2 ~ 0.2 a step for many
+    steps, so a tracked norm's round-off grows ~5x a step (see lclass_native.DRIFT_CAP). The starts and the
+    per-vector reference's collapse steps (-1: none)."""
+    k, m, trials, steps = 3, 2, 40, 400
+    x0 = initial_embeddings(k, m, trials, seed=1)
+    expected = []
+    for t in range(trials):
+        _, norms = reference_run(x0[t].numpy(), 2.5, steps)
+        hits = [s for s, v in enumerate(norms) if v >= 1 - COLLAPSE_TOL]
+        expected.append(hits[0] if hits else -1)
+    return [x0[t] for t in range(trials)], np.array(expected)
+
+
+@pytest.mark.parametrize("engine", ["native", "torch"])
+def test_engines_equal_the_reference_where_rows_keep_shrinking(engine):
+    """Tracked row norms are renormalised before their error can grow (DRIFT_CAP): without that, both engines
+    reported runs collapsed here that the per-vector reference (and a 60-digit computation) does not collapse."""
+    if engine == "native":
+        _native_or_skip()
+    _, expected = _shrinking_rows_case()
+    cs = sweep([3], 2, [2.5], trials=40, steps=400, seed=1, device="cpu", engine=engine)[0, :, 0]
+    np.testing.assert_array_equal(cs, expected)
+
+
+def test_tracked_norm_error_stays_bounded_with_the_drift_guard_and_explodes_without(monkeypatch):
+    """The mechanism, on the torch engine's state: the relative error of the tracked norms, max over rows and
+    steps |(||z_i|| / r_i) - 1| within the first 25 steps (before the periodic renormalisation at 32),
+    grows by ~1/f ~ 5 a step without the guard (round-off of 1e-16 reaches order 1e-1 by step 20, whatever
+    its first bits) and stays near DRIFT_CAP x round-off with it."""
+    from simulations import lclass_native
+    from simulations.lclass_engine import _Batch
+
+    def worst_error() -> float:
+        x0 = initial_embeddings(3, 2, 40, seed=1).double()
+        b = _Batch(x0, torch.full((40,), 3.0, dtype=torch.float64), torch.full((40,), 2.5, dtype=torch.float64),
+                   torch.arange(40))
+        worst = 0.0
+        for _ in range(25):
+            mu = b.mean()
+            b.step(mu, (mu * mu).sum(-1))
+            worst = max(worst, float((torch.linalg.vector_norm(b.z, dim=-1) / b.r - 1).abs().max()))
+        return worst
+
+    assert worst_error() < 1e-8
+    monkeypatch.setattr(lclass_native, "DRIFT_CAP", math.inf)
+    assert worst_error() > 1e-2
+
+
+def test_native_kernel_without_the_drift_guard_fails_where_rows_keep_shrinking(tmp_path):
+    """The same check on the kernel: a build with the guard off (-DDRIFT_CAP=1e308) gets these runs wrong, the
+    default build right; and the C default is the module's DRIFT_CAP."""
+    native = _native_or_skip()
+    import re
+
+    assert float(re.search(r"#define DRIFT_CAP ([0-9.e+]+)", native._SOURCE).group(1)) == native.DRIFT_CAP
+    path, msg = native._compile(native._compiler(), tmp_path, (("-DDRIFT_CAP=1e308",),))
+    assert path is not None, msg
+    inits, expected = _shrinking_rows_case()
+    kw = dict(steps=400, tol=COLLAPSE_TOL, early_exit=False, check_every=16, renorm_every=32, stable_mean=1e-8,
+              stable_reach=1e-4, group_bytes=2**20)
+    guarded = native.decide(inits, [3] * len(inits), [2.5] * len(inits), **kw)[0]
+    unguarded = native.decide(inits, [3] * len(inits), [2.5] * len(inits), lib=native._open(path), **kw)[0]
+    np.testing.assert_array_equal(guarded, expected)
+    assert (unguarded != expected).sum() >= 2
+
+
 def test_native_and_torch_engines_make_the_same_decisions():
     """Same collapse step and same decision step (early exit) for every run, across the threshold."""
     _native_or_skip()
