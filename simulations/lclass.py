@@ -51,8 +51,9 @@ State per run: unnormalised rows ``z_i`` with tracked norms ``r_i = ||z_i||`` (`
 
 Both make the same decisions (collapse step, decision step) on every run the tests and Figure 3 cover
 (Figure 3's CSV files are byte-identical with either); they differ only in the order of additions inside
-a sum (round-off), which matters only where a trajectory amplifies round-off (an example, with m < k,
-is in :func:`simulations.lclass_engine._decide`).
+a sum (round-off). Both track each row's norm between exact normalisations and normalise a row that has
+shrunk below :data:`simulations.lclass_native.DRIFT_R`, before the tracked norm's error can grow (an m < k
+case that needed it is in :func:`simulations.lclass_engine._decide`).
 
 Collapse criterion (used by the figures and the tests alike)
 ------------------------------------------------------------

@@ -403,7 +403,7 @@ def test_each_engine_equals_the_per_vector_reference(engine):
 
 def _shrinking_rows_case() -> tuple[list[torch.Tensor], np.ndarray]:
     """k = 3 in the plane (m = 2) at eta = 2.5: two rows shrink by f = ||x_i - c mu||^2 ~ 0.2 a step for many
-    steps, so a tracked norm's round-off grows ~5x a step (see lclass_native.DRIFT_CAP). The starts and the
+    steps, so a tracked norm's round-off grows ~5x a step (see lclass_native.DRIFT_R). The starts and the
     per-vector reference's collapse steps (-1: none)."""
     k, m, trials, steps = 3, 2, 40, 400
     x0 = initial_embeddings(k, m, trials, seed=1)
@@ -417,7 +417,7 @@ def _shrinking_rows_case() -> tuple[list[torch.Tensor], np.ndarray]:
 
 @pytest.mark.parametrize("engine", ["native", "torch"])
 def test_engines_equal_the_reference_where_rows_keep_shrinking(engine):
-    """Tracked row norms are renormalised before their error can grow (DRIFT_CAP): without that, both engines
+    """Tracked row norms are renormalised before their error can grow (DRIFT_R): without that, both engines
     reported runs collapsed here that the per-vector reference (and a 60-digit computation) does not collapse."""
     if engine == "native":
         _native_or_skip()
@@ -430,7 +430,7 @@ def test_tracked_norm_error_stays_bounded_with_the_drift_guard_and_explodes_with
     """The mechanism, on the torch engine's state: the relative error of the tracked norms, max over rows and
     steps |(||z_i|| / r_i) - 1| within the first 25 steps (before the periodic renormalisation at 32),
     grows by ~1/f ~ 5 a step without the guard (round-off of 1e-16 reaches order 1e-1 by step 20, whatever
-    its first bits) and stays near DRIFT_CAP x round-off with it."""
+    its first bits) and stays near round-off / DRIFT_R^2 with it."""
     from simulations import lclass_native
     from simulations.lclass_engine import _Batch
 
@@ -446,18 +446,18 @@ def test_tracked_norm_error_stays_bounded_with_the_drift_guard_and_explodes_with
         return worst
 
     assert worst_error() < 1e-8
-    monkeypatch.setattr(lclass_native, "DRIFT_CAP", math.inf)
+    monkeypatch.setattr(lclass_native, "DRIFT_R", 0.0)
     assert worst_error() > 1e-2
 
 
 def test_native_kernel_without_the_drift_guard_fails_where_rows_keep_shrinking(tmp_path):
-    """The same check on the kernel: a build with the guard off (-DDRIFT_CAP=1e308) gets these runs wrong, the
-    default build right; and the C default is the module's DRIFT_CAP."""
+    """The same check on the kernel: a build with the guard off (-DDRIFT_R=0) gets these runs wrong, the
+    default build right; and the C default is the module's DRIFT_R."""
     native = _native_or_skip()
     import re
 
-    assert float(re.search(r"#define DRIFT_CAP ([0-9.e+]+)", native._SOURCE).group(1)) == native.DRIFT_CAP
-    path, msg = native._compile(native._compiler(), tmp_path, (("-DDRIFT_CAP=1e308",),))
+    assert float(re.search(r"#define DRIFT_R ([0-9.e+-]+)", native._SOURCE).group(1)) == native.DRIFT_R
+    path, msg = native._compile(native._compiler(), tmp_path, (("-DDRIFT_R=0",),))
     assert path is not None, msg
     inits, expected = _shrinking_rows_case()
     kw = dict(steps=400, tol=COLLAPSE_TOL, early_exit=False, check_every=16, renorm_every=32, stable_mean=1e-8,
