@@ -29,6 +29,7 @@ numpy only, with scipy imported for the t quantile.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -64,10 +65,17 @@ class PairedGain:
         return f"{self.mean:+.{digits}f} {unit} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]".replace("  ", " ")
 
 
-def paired_gain(diffs) -> PairedGain:
-    """Mean paired difference with its two-sided 95 % Student-t interval. diffs: (n,) finite numbers, n >= 1."""
+@functools.lru_cache(maxsize=None)
+def _t_quantile(df: int) -> float:
+    """The two-sided 95 % Student-t quantile for ``df`` degrees of freedom (cached: the bootstrap of
+    simulations/table5_seeds.py asks for the same few df some 100,000 times)."""
     from scipy import stats
 
+    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, df))
+
+
+def paired_gain(diffs) -> PairedGain:
+    """Mean paired difference with its two-sided 95 % Student-t interval. diffs: (n,) finite numbers, n >= 1."""
     d = np.asarray(diffs, dtype=np.float64).reshape(-1)
     if d.size == 0:
         raise ValueError("diffs must hold at least one paired difference; got an empty sequence")
@@ -78,7 +86,7 @@ def paired_gain(diffs) -> PairedGain:
         return PairedGain(1, mean, math.nan, math.nan, math.nan, math.nan, int(d[0] > 0), int(d[0] < 0))
     std = float(d.std(ddof=1))
     se = std / math.sqrt(n)
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * se
+    half = _t_quantile(n - 1) * se
     return PairedGain(n, mean, std, se, mean - half, mean + half, int((d > 0).sum()), int((d < 0).sum()))
 
 

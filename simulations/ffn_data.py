@@ -40,6 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from clop._checks import check_size
+
 __all__ = [
     "N_POINTS", "N_CLASSES", "DIM", "NOISE_VAR", "LABEL_FRACTION", "MIN_ANGLE_DEG", "MAG_LOW", "MAG_HIGH", "KNN_K",
     "REGIMES", "regime_of", "SyntheticData", "make_data", "stack_data", "child_seeds", "generator",
@@ -73,13 +75,6 @@ def regime_of(directions: str, min_angle_deg: float, magnitudes: str) -> str:
         ):
             return name
     return "custom"
-
-
-def check_int(name: str, value: object, minimum: int) -> int:
-    """``value`` as an int if it is an integer (not a bool) >= ``minimum``, else ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
 
 
 def child_seeds(seed: int) -> tuple[int, int, int]:
@@ -188,10 +183,10 @@ def make_data(
 
     Returns x: (n, dim), y: (n,), labeled: (n,), directions: (k, dim), t: (n,), clean: (n, dim).
     """
-    seed = check_int("seed", seed, 0)
-    n = check_int("n", n, 1)
-    k = check_int("k", k, 1)
-    dim = check_int("dim", dim, 1)
+    seed = check_size("seed", seed, 0)
+    n = check_size("n", n, 1)
+    k = check_size("k", k, 1)
+    dim = check_size("dim", dim, 1)
     if n < k:
         raise ValueError(f"n must be >= k so that every class has a point; got n={n}, k={k}")
     if isinstance(noise_var, bool) or not isinstance(noise_var, numbers.Real) or not noise_var >= 0:

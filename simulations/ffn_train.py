@@ -46,7 +46,6 @@ alone. One torch thread by default: the tensors are tiny.
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 import time
 
@@ -55,13 +54,13 @@ import torch
 from clop import losses as clop_losses
 from clop import metrics as clop_metrics
 from clop import prototypes as clop_prototypes
+from clop._checks import check_positive, check_size
 from clop._device import default_device
 from simulations.ffn_data import (
     DIM,
     N_POINTS,
     NOISE_VAR,
     SyntheticData,
-    check_int,
     child_seeds,
     generator,
     knn_accuracy,
@@ -213,13 +212,11 @@ def estimate_bytes(n_seeds: int, n_configs: int, *, chunk: int = CHUNK, hidden: 
 def _check_training(loss: str, epochs, batch_size, lr, hidden, chunk) -> tuple[int, int, float, int, int]:
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {list(LOSSES)}; got {loss!r}")
-    epochs = check_int("epochs", epochs, 0)
-    batch_size = check_int("batch_size", batch_size, 2)
-    hidden = check_int("hidden", hidden, 1)
-    chunk = check_int("chunk", chunk, 1)
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite real number > 0; got {lr!r}")
-    return epochs, batch_size, float(lr), hidden, chunk
+    epochs = check_size("epochs", epochs, 0)
+    batch_size = check_size("batch_size", batch_size, 2)
+    hidden = check_size("hidden", hidden, 1)
+    chunk = check_size("chunk", chunk, 1)
+    return epochs, batch_size, check_positive("lr", lr), hidden, chunk
 
 
 def train_runs(
