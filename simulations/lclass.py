@@ -95,18 +95,7 @@ Example
 
 from __future__ import annotations
 
-from simulations.lclass_engine import (  # noqa: F401  (engine constants and internals, re-exported)
-    _CHECK_EVERY,
-    _CPU_CHUNK_BYTES,
-    _CUDA_CHUNK_BYTES,
-    _RENORM_EVERY,
-    _STABLE_MEAN,
-    _STABLE_REACH,
-    _Batch,
-    _decide,
-    _decide_torch,
-    engine_name,
-)
+from simulations.lclass_engine import engine_name
 from simulations.lclass_model import (
     COLLAPSE_TOL,
     autograd_lr_from_eta,

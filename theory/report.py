@@ -5,7 +5,7 @@ Verdicts (../shared/DESIGN.md): ``holds``, ``holds with correction``, ``conserva
 ``not checked``, each with a one-line detail.  All computations live in :mod:`theory.theorem1`,
 :mod:`theory.theorem1_numerics`, :mod:`theory.lemma1` and :mod:`theory.lclass`; this module only runs them
 and words the verdicts from their results: every verdict is computed from the values its detail prints.
-The Theorem 1 figure lives in :mod:`theory.figure` (``write_figure`` is re-exported here).
+The Theorem 1 figure lives in :mod:`theory.figure`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 
 import sympy as sp
 
-from theory.figure import plot_from_csv, write_figure  # noqa: F401  (re-exported: they used to live here)
 
 VERDICTS = ("holds", "holds with correction", "conservative", "fails", "not checked")
 

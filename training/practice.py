@@ -79,7 +79,7 @@ from clop._io import check_output_dir
 
 from training import sweep
 from training.data import default_policy
-from training.pretrain import HelpFormatter, check_device
+from training.pretrain import NONFINITE_EXIT, HelpFormatter, check_device
 from training.rundir import LAST_GOOD
 
 DATASET = "digits"
@@ -100,8 +100,6 @@ EPOCHS = 25
 SEEDS = (0, 1, 2)
 WORKERS = 0
 AXES = ("lr", "batch", "lambda")
-NONFINITE_EXIT = 3
-"""training.pretrain's exit status when the loss became NaN or infinite."""
 
 # Measured CPU seconds (one torch thread, this 2-core machine; see the module docstring).
 EPOCH_CPU_S = {16: 0.97, 32: 0.57, 64: 0.45, 128: 0.43, 256: 0.43, 512: 0.42}

@@ -227,7 +227,8 @@ def _geom(frame: pd.DataFrame, key: str) -> pd.Series:
     return frame.loc[~frame["diverged"], f"geom_{key}"]
 
 
-def _label(variant: str) -> str:
+def variant_name(variant: str) -> str:
+    """The legend label of a :data:`training.sweep.VARIANTS` key (e.g. ``InfoNCE 10% + CLOP``)."""
     from training.plots import variant_label
 
     v = VARIANTS[variant]
@@ -250,13 +251,13 @@ def claim_collapse(runs: pd.DataFrame, lrs: Sequence[float]) -> Claim:
         verdicts = []
         for b in BASELINES:
             big = pick(runs, b, opt, 256, LR_LARGE)
-            f = judge_bound(f"{OPT_NAMES[opt]}, {_label(b)}{_div_note(big)}", f"μ at lr {LR_LARGE:g}", _geom(big, "mu_norm"),
+            f = judge_bound(f"{OPT_NAMES[opt]}, {variant_name(b)}{_div_note(big)}", f"μ at lr {LR_LARGE:g}", _geom(big, "mu_norm"),
                             COLLAPSE_MU)
             findings.append(f)
             verdicts.append(f.verdict)
             ref = pick(runs, b, opt, 256, LR_REF)
             a, c = _paired(_pp(big), _pp(ref))
-            findings.append(judge_diff(f"{OPT_NAMES[opt]}, {_label(b)}", f"top-1 at lr {LR_LARGE:g} − at lr {LR_REF:g}",
+            findings.append(judge_diff(f"{OPT_NAMES[opt]}, {variant_name(b)}", f"top-1 at lr {LR_LARGE:g} − at lr {LR_REF:g}",
                                        a - c, role="context"))
         per_opt[opt] = all_of(verdicts)
         first = None
@@ -288,13 +289,13 @@ def claim_degradation(runs: pd.DataFrame) -> Claim:
         for base, clop in PAIRS:
             frames = [pick(runs, v, opt, 256, lr) for v in (base, clop) for lr in (LR_REF, LR_LARGE)]
             b0, b1, c0, c1 = _paired(*(_pp(f) for f in frames))
-            f = judge_diff(f"{OPT_NAMES[opt]}, {_label(base)} vs + CLOP", f"(top-1 lr {LR_REF:g} − lr {LR_LARGE:g}): "
+            f = judge_diff(f"{OPT_NAMES[opt]}, {variant_name(base)} vs + CLOP", f"(top-1 lr {LR_REF:g} − lr {LR_LARGE:g}): "
                            "baseline minus CLOP", (b0 - b1) - (c0 - c1))
             findings.append(f)
             verdicts.append(f.verdict)
             etf = clop + "-etf"
             e0, e1, bb0, bb1 = _paired(*(_pp(pick(runs, v, opt, 256, lr)) for v in (etf, base) for lr in (LR_REF, LR_LARGE)))
-            findings.append(judge_diff(f"{OPT_NAMES[opt]}, {_label(base)} vs + CLOP (ETF)", f"(top-1 lr {LR_REF:g} − lr "
+            findings.append(judge_diff(f"{OPT_NAMES[opt]}, {variant_name(base)} vs + CLOP (ETF)", f"(top-1 lr {LR_REF:g} − lr "
                                        f"{LR_LARGE:g}): baseline minus CLOP (ETF)", (bb0 - bb1) - (e0 - e1), role="context"))
         per_opt[opt] = all_of(verdicts)
     return Claim(
@@ -314,7 +315,7 @@ def claim_batch(runs: pd.DataFrame, batches: Sequence[int]) -> Claim:
         lr = 0.3 * b / 256
         for base, clop in PAIRS:
             c, a = _paired(_pp(pick(runs, clop, "lars", b, lr)), _pp(pick(runs, base, "lars", b, lr)))
-            findings.append(judge_diff(f"batch {b} (lr {lr:.4g}), {_label(base)}", "top-1 with CLOP − without", c - a))
+            findings.append(judge_diff(f"batch {b} (lr {lr:.4g}), {variant_name(base)}", "top-1 with CLOP − without", c - a))
     verdict = all_of([f.verdict for f in findings])
     counts = {v: sum(f.verdict == v for f in findings) for v in ("holds", "fails", "inconclusive")}
     return Claim(
@@ -333,7 +334,7 @@ def claim_batch32(runs: pd.DataFrame, batches: Sequence[int]) -> Claim:
     for base, clop in PAIRS:
         c, a = _paired(_pp(pick(runs, clop, "lars", BATCH_SMALL, 0.3 * BATCH_SMALL / 256)),
                        _pp(pick(runs, base, "lars", top, 0.3 * top / 256)))
-        findings.append(judge_bound(f"{_label(clop)} at batch {BATCH_SMALL} vs {_label(base)} at batch {top}",
+        findings.append(judge_bound(f"{variant_name(clop)} at batch {BATCH_SMALL} vs {variant_name(base)} at batch {top}",
                                     "top-1 difference", c - a, -NEGLIGIBLE_PP, unit=" pp",
                                     role="verdict" if base == "supcon100" else "context"))
     verdict = findings[1].verdict
@@ -367,7 +368,7 @@ def claim_geometry(runs: pd.DataFrame, lrs: Sequence[float], *, clop: bool) -> C
             lr = _loss_best_lr(runs, base, opt, lrs)
             v = with_clop if clop else base
             f = pick(runs, v, opt, 256, lr) if lr is not None else runs.iloc[:0].set_index("seed")
-            scope = f"{OPT_NAMES[opt]}, {_label(v)}, lr {lr:g}" if lr is not None else f"{OPT_NAMES[opt]}, {_label(v)}, lr —"
+            scope = f"{OPT_NAMES[opt]}, {variant_name(v)}, lr {lr:g}" if lr is not None else f"{OPT_NAMES[opt]}, {variant_name(v)}, lr —"
             gap = _geom(f, "class_cos_gap_etf") - _geom(f, "class_cos_gap_orth")
             sr = _geom(f, "class_stable_rank")
             if clop:
@@ -389,7 +390,7 @@ def claim_geometry(runs: pd.DataFrame, lrs: Sequence[float], *, clop: bool) -> C
             verdicts += [x.verdict for x in mine if x.role == "verdict"]
         per_opt[opt] = all_of(verdicts)
     for base, _ in PAIRS:  # how far training moved the geometry from the initialisation
-        findings.append(judge_bound(f"untrained encoder ({_label(base)} labels)", "stable rank of the class means",
+        findings.append(judge_bound(f"untrained encoder ({variant_name(base)} labels)", "stable rank of the class means",
                                     _geom(reference(runs, base), "class_stable_rank"), K - 0.5, role="context"))
     verdict = unanimous(list(per_opt.values()))
     where = "at the grid lr (batch 256) where the baseline's mean final contrastive loss is lowest, per optimiser and loss"
@@ -428,17 +429,17 @@ def claim_small_batch(runs: pd.DataFrame) -> Claim:
     lr = 0.3 * BATCH_SMALL / 256
     for v in VARIANTS:
         small, ref = _paired(_pp(pick(runs, v, "lars", BATCH_SMALL, lr)), _pp(reference(runs, v)))
-        findings.append(judge_diff(f"{_label(v)}, LARS batch {BATCH_SMALL} lr {lr:g}", "top-1 − untrained encoder's",
+        findings.append(judge_diff(f"{variant_name(v)}, LARS batch {BATCH_SMALL} lr {lr:g}", "top-1 − untrained encoder's",
                                    small - ref))
     for v in VARIANTS:
         f = pick(runs, v, "lars", BATCH_SMALL, lr)
         f = f[~f["diverged"]]
         rel = 100.0 * (f["contrastive_last"] - f["contrastive_first"]) / f["contrastive_first"].abs()
-        findings.append(judge_bound(f"{_label(v)}, LARS batch {BATCH_SMALL}", "contrastive loss, last epoch vs first (%)",
+        findings.append(judge_bound(f"{variant_name(v)}, LARS batch {BATCH_SMALL}", "contrastive loss, last epoch vs first (%)",
                                     rel, 0.0, above=False, unit=" %", role="context"))
     for v in VARIANTS:
         mid, ref = _paired(_pp(pick(runs, v, "lars", 256, LR_REF)), _pp(reference(runs, v)))
-        findings.append(judge_diff(f"{_label(v)}, LARS batch 256 lr {LR_REF:g}", "top-1 − untrained encoder's", mid - ref,
+        findings.append(judge_diff(f"{variant_name(v)}, LARS batch 256 lr {LR_REF:g}", "top-1 − untrained encoder's", mid - ref,
                                    role="context"))
     main = [f for f in findings if f.role == "verdict"]
     verdict = unanimous([f.verdict for f in main])

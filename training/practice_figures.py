@@ -19,17 +19,10 @@ import pandas as pd
 from training import practice
 from training import practice_claims as PC
 from training.geometry import critical_lr
-from training.plots import variant_label
 from training.sweep import COMPARISON, VARIANTS
 
 FIGURE_METRICS = (("mu_norm", "μ = ‖mean unit embedding‖"), ("class_rank", "numerical rank of the k class means"),
                   ("class_stable_rank", "stable rank of the k class means"))
-
-
-def _label(variant: str) -> str:
-    v = VARIANTS[variant]
-    return variant_label(v.loss, v.label_fraction, v.clop_lambda, v.prototypes)
-
 
 
 
@@ -192,7 +185,7 @@ def plot_eta(eta: pd.DataFrame, png: Path, epochs: str) -> None:
                 if d.empty:
                     continue
                 ls = "-" if v == "infonce10" else "--"
-                lab = f"lr {lr:g}, {_label(v)}"
+                lab = f"lr {lr:g}, {PC.variant_name(v)}"
                 for r, key in enumerate(("eta_step", "r2_step")):
                     ax = axes[r][c]
                     ax.plot(d["epoch"], d[key], linestyle=ls, color=colors[lr], linewidth=1.2, label=lab if r == 0 else None)

@@ -134,6 +134,9 @@ EPOCHS = {"cifar100": 200, "imagenet": 200, "tiny-imagenet": 100, "synthetic": 2
 """CLOP paper Sec. 5 (synthetic, digits: ours)."""
 BATCH_SIZE = {"digits": 256}
 """Datasets whose default batch is not the paper's 1024 (digits: 1,438 training images, 5 steps per epoch)."""
+NONFINITE_EXIT = 3
+"""The exit status of ``main`` when the loss became NaN or infinite (the state before that step is in
+last_good.pt)."""
 ADDED_SETTINGS = {"optimizer": "lars"}
 """Settings added after runs were made: the value that a config.json without the key ran with."""
 RESUMABLE_CHANGES = ("out", "data_root", "download", "workers", "loader", "device", "overwrite", "resume",
@@ -749,7 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except NonFiniteLossError as exc:
         print(f"stopped: {exc}", file=sys.stderr)
-        return 3
+        return NONFINITE_EXIT
     print(run)
     return 0
 
