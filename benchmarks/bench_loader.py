@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from clop._device import default_device
+from simulations._cli import check_int, resolve_device
 from training import data as tdata
 from training import distributed
 from training.loader import DEVICE_DATASETS, DeviceLoader
@@ -85,8 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="epochs of each path, alternating")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the pre-training's per-job setting: 1)")
     args = p.parse_args(argv)
+    for flag, value, minimum in (("--synthetic-images", args.synthetic_images, 1), ("--batch", args.batch, 1),
+                                 ("--steps", args.steps, 1), ("--rounds", args.rounds, 1), ("--threads", args.threads, 1)):
+        check_int(p, flag, value, minimum)
+    if args.image_size is not None:
+        check_int(p, "--image-size", args.image_size, 1)
+    device = resolve_device(p, args.device)
     torch.set_num_threads(args.threads)
-    device = default_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data_root
         if args.dataset == "cifar100" and root is None:

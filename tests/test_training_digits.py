@@ -327,11 +327,9 @@ def test_digits_small_sgd_pretrain_then_probe_beats_chance(sgd_run, capsys):
 
 
 def test_a_killed_digits_run_resumes_to_the_same_numbers(sgd_run, tmp_path, monkeypatch):
-    # epoch 2, step 3 of 5; the last checkpoint came after global step 6
-    dying_forward = dies_at(8, pretrain.forward_loss)
-
     run = tmp_path / "killed"
-    monkeypatch.setattr(pretrain, "forward_loss", dying_forward)
+    # epoch 2, step 3 of 5; the last checkpoint came after global step 6
+    monkeypatch.setattr(pretrain, "forward_loss", dies_at(8, pretrain.forward_loss))
     with pytest.raises(Killed):
         pretrain.main([*FLAGS, "--out", str(run), "--checkpoint-every", "3"])
     monkeypatch.undo()

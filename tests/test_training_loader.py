@@ -299,11 +299,9 @@ def test_device_and_workers_loaders_give_the_same_run(device_run, tmp_path):
 
 @pytest.mark.parametrize("resume_with", ["device", "workers"])  # the loader may change on --resume
 def test_a_killed_device_loader_run_resumes_to_the_same_numbers(device_run, resume_with, tmp_path, monkeypatch):
-    # epoch 2, step 3 of 5; the last checkpoint came after global step 6
-    dying_forward = dies_at(8, pretrain.forward_loss)
-
     run = tmp_path / "killed"
-    monkeypatch.setattr(pretrain, "forward_loss", dying_forward)
+    # epoch 2, step 3 of 5; the last checkpoint came after global step 6
+    monkeypatch.setattr(pretrain, "forward_loss", dies_at(8, pretrain.forward_loss))
     with pytest.raises(Killed):
         pretrain.main([*FLAGS, "--loader", "device", "--out", str(run), "--checkpoint-every", "3"])
     monkeypatch.undo()
@@ -615,11 +613,9 @@ def test_a_killed_simclr_device_loader_run_resumes_to_the_same_numbers(synthetic
     whole = tmp_path / "whole"
     assert pretrain.main([*flags, "--out", str(whole)]) == 0  # the default loader for synthetic: device
     assert json.loads((whole / "config.json").read_text())["loader"] == "device"
-    # epoch 2, step 3 of 3; the last checkpoint came after global step 4
-    dying_forward = dies_at(6, pretrain.forward_loss)
-
     run = tmp_path / "killed"
-    monkeypatch.setattr(pretrain, "forward_loss", dying_forward)
+    # epoch 2, step 3 of 3; the last checkpoint came after global step 4
+    monkeypatch.setattr(pretrain, "forward_loss", dies_at(6, pretrain.forward_loss))
     with pytest.raises(Killed):
         pretrain.main([*flags, "--loader", "device", "--out", str(run), "--checkpoint-every", "2"])
     monkeypatch.undo()
@@ -629,12 +625,7 @@ def test_a_killed_simclr_device_loader_run_resumes_to_the_same_numbers(synthetic
     assert pretrain.main([*flags, "--loader", "workers", "--out", str(run), "--resume"]) == 2
     assert "was made with --loader device, whose views for --augmentation simclr differ" in capsys.readouterr().err
     assert pretrain.main([*flags, "--out", str(run), "--checkpoint-every", "2", "--resume"]) == 0
-    ca, ma = _numbers(whole)
-    cb, mb = _numbers(run)
-    assert (ca["epoch"], ca["step_in_epoch"]) == (cb["epoch"], cb["step_in_epoch"]) == (2, 0)
-    pd.testing.assert_frame_equal(ma, mb, check_exact=True)
-    for name, value in ca["model"].items():
-        assert torch.equal(value, cb["model"][name]), name
+    _assert_same_numbers(whole, run)
 
 
 def test_resume_without_loader_keeps_the_runs_own(tmp_path):
