@@ -88,8 +88,6 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> torc
         parser.error(f"--min-angle must be in [0, 90) degrees; got {args.min_angle}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         parser.error(f"--lr must be a finite number > 0; got {args.lr}")
-    if args.directions == "orthogonal" and ffn_data.N_CLASSES > ffn_data.DIM:
-        parser.error("--directions orthogonal needs k <= dim")
     try:
         device = default_device(args.device)
         check_output_dir(args.out)

@@ -450,6 +450,27 @@ def test_tracked_norm_error_stays_bounded_with_the_drift_guard_and_explodes_with
     assert worst_error() > 1e-2
 
 
+def test_renormalising_no_row_leaves_the_state_bit_identical():
+    """On CUDA the torch engine calls renormalise_rows at every step (no host sync), so with no row flagged it
+    must change nothing; with one row flagged, only that row (now unit, r = 1)."""
+    from simulations.lclass_engine import _Batch
+
+    x0 = initial_embeddings(5, 7, 3, seed=2).double()
+    b = _Batch(x0, torch.full((3,), 5.0, dtype=torch.float64), torch.full((3,), 1.7, dtype=torch.float64),
+               torch.arange(3))
+    for _ in range(3):
+        mu = b.mean()
+        b.step(mu, (mu * mu).sum(-1))
+    z, r = b.z.clone(), b.r.clone()
+    b.renormalise_rows(torch.zeros_like(r, dtype=torch.bool))
+    assert torch.equal(b.z, z) and torch.equal(b.r, r)
+    flag = torch.zeros_like(r, dtype=torch.bool)
+    flag[1, 2] = True
+    b.renormalise_rows(flag)
+    assert torch.equal(b.z[~flag], z[~flag]) and torch.equal(b.r[~flag], r[~flag])
+    assert b.r[1, 2] == 1.0 and abs(float(torch.linalg.vector_norm(b.z[1, 2])) - 1.0) < 1e-15
+
+
 def test_native_kernel_without_the_drift_guard_fails_where_rows_keep_shrinking(tmp_path):
     """The same check on the kernel: a build with the guard off (-DDRIFT_R=0) gets these runs wrong, the
     default build right; and the C default is the module's DRIFT_R."""

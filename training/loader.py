@@ -45,7 +45,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-from training.augment import DigitsDraws, DigitsPolicy, SimCLRTransform
+from training.augment import DigitsDraws, DigitsPolicy, SimCLRTransform, default_policy
 from training.augment_batched import BLUR_FROM, BatchedSimCLR, SimCLRParams
 from training.data import TwoViewDataset, view_seed
 
@@ -91,7 +91,7 @@ def _refusal(dataset: str, augmentation: str, image_size: int | None) -> str | N
                 f"images in memory and exists for --dataset {' / '.join(DEVICE_DATASETS)}"
                 + (f" (SimCLR blurs at {BLUR_FROM} px and more, which the batched policy does not)"
                    if dataset == "tiny-imagenet" else ""))
-    wanted = "digits" if dataset == "digits" else "simclr"
+    wanted = default_policy(dataset)
     if augmentation != wanted:
         return (f"--augmentation {augmentation} has no batched implementation: with --dataset {dataset} the "
                 f"device loader runs --augmentation {wanted} only")
@@ -103,11 +103,10 @@ def _refusal(dataset: str, augmentation: str, image_size: int | None) -> str | N
 
 def default_loader(dataset: str, augmentation: str | None = None, image_size: int | None = None,
                    device: torch.device | None = None) -> str:
-    """``"device"`` for digits; for cifar100 / synthetic with the simclr policy (the default) below
-    :data:`BLUR_FROM` px when :func:`images_fit` on ``device`` (default: the CPU); else ``"workers"``."""
-    if dataset == "digits":
-        return "device"
-    augmentation = "simclr" if augmentation is None else augmentation
+    """``"device"`` where the dataset's batched policy runs (digits with its own policy; cifar100 / synthetic
+    with the simclr policy, the default, below :data:`BLUR_FROM` px) and the images fit
+    (:func:`images_fit` on ``device``, default the CPU); else ``"workers"``."""
+    augmentation = default_policy(dataset) if augmentation is None else augmentation
     if _refusal(dataset, augmentation, image_size) is None and images_fit(dataset, device):
         return "device"
     return "workers"
