@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader, Subset
 
 from clop import metrics as clop_metrics
 from clop._checks import check_positive, check_size
-from clop._io import atomic_path, atomic_write_text, check_output_dir
+from clop._io import atomic_path, atomic_write_text, check_output_dir, check_output_file
 
 from training import data as tdata
 from training import rundir
@@ -115,13 +115,7 @@ def check_results(path: str | Path) -> list[str]:
     ``path``'s folder must be writable (it is created if missing); an existing ``path`` must be a CSV whose
     header holds exactly :data:`RESULT_COLUMNS` (in any order). ValueError naming --results otherwise.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"--results {str(path)!r} is a folder; expected a CSV file path")
-    try:
-        check_output_dir(path.parent, "folder")
-    except ValueError as exc:
-        raise ValueError(f"--results {str(path)!r} cannot be written: its {exc}") from None
+    path = check_output_file(path, "--results")
     if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"--results {str(path)!r} is read-only; make it writable or give another --results")
     if not path.exists() or path.stat().st_size == 0:
