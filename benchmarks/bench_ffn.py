@@ -8,7 +8,7 @@ the cheapest per step) for ``--epochs`` epochs, trained
 
 Every variant trains the same runs; their outputs are compared (they agree to float32 rounding of the
 batched products). Prints CPU time and wall time per run-epoch and the speed-up of each chunk size over
-chunk 1, measured in this process. ``--no-retain`` leaves glibc's malloc at its defaults (clop/_alloc.py),
+chunk 1, measured in this process. ``--no-retain`` leaves glibc's malloc at its defaults (clop/util/alloc.py),
 to measure what keeping freed memory gains.
 
 Run: python benchmarks/bench_ffn.py [--seeds 64] [--epochs 5] [--chunks 8 16 32 64] [--device cpu]
@@ -27,8 +27,8 @@ import time
 
 import torch
 
-from clop._alloc import retain_freed_memory
-from clop._device import default_device, torch_threads
+from clop.util.alloc import retain_freed_memory
+from clop.util.device import default_device, torch_threads
 from simulations import ffn_data, ffn_train
 
 

@@ -34,9 +34,10 @@ import time
 import numpy as np
 import torch
 
-from clop._device import torch_threads
-from clop._progress import progress_bar
-from simulations._cli import check_int, check_memory, check_positive_float, resolve_device
+from clop.util.device import torch_threads
+from clop.util.progress import progress_bar
+from clop.util.cli import check_int, check_positive_float, parse_device
+from simulations._cli import check_memory
 from simulations.lclass import COLLAPSE_TOL, engine_name, initial_embeddings, reduce_coordinates, sweep
 from simulations.memory import sweep_bytes
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     check_int(parser, "--seed", args.seed, 0)
     check_int(parser, "--threads", args.threads, 1)
     check_int(parser, "--repeat", args.repeat, 1)
-    dev = resolve_device(parser, args.device)
+    dev = parse_device(parser, args.device)
     check_memory(parser, args, dev, _memory)
     with torch_threads(args.threads):
         n_runs = len(args.ks) * args.trials * len(args.etas)

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from simulations._cli import check_int, resolve_device
+from clop.util.cli import check_int, parse_device
 from training import data as tdata
 from training import distributed
 from training.loader import DEVICE_DATASETS, DeviceLoader
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         check_int(p, flag, value, minimum)
     if args.image_size is not None:
         check_int(p, "--image-size", args.image_size, 1)
-    device = resolve_device(p, args.device)
+    device = parse_device(p, args.device)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data_root

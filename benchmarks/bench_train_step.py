@@ -25,9 +25,9 @@ import statistics
 import time
 
 import torch
-from clop._progress import progress_bar
+from clop.util.progress import progress_bar
 
-from clop._device import default_device
+from clop.util.device import default_device
 from training import distributed
 from training.model import ContrastiveModel
 from training.optim import LARS, param_groups

@@ -12,7 +12,7 @@ Shapes: ``z1, z2: (N, D)`` are the embeddings of the two augmented views of the 
 Every loss returns a 0-dim tensor. ``labels: (N,)`` integer class indices, ``-1`` = unlabeled.
 
 Paper of the suite: "Preventing collapse in contrastive learning with orthonormal prototypes"
-(CLOP), ../shared/papers/001_a0916c72eb7a88d5.txt.
+(CLOP), arXiv 2403.18699.
 
 Conventions shared by the contrastive losses (InfoNCE, DCL, SupCon), following SimCLR's
 2N-view form (Chen et al. 2020): the 2N embeddings u = normalize(cat(z1, z2)) are L2-normalised,
@@ -30,7 +30,7 @@ matters for (near-)zero rows. :mod:`clop.metrics` computes on detached values an
 exactly (it needs no gradient); both map a zero row to the zero vector.
 
 Deviations of the reference implementation in the ``lightly`` library, checked against
-lightly 1.6.0 in tests/test_losses.py (optional tests; lightly is not a dependency):
+lightly 1.6.0 in tests/clop/test_losses.py (optional tests; lightly is not a dependency):
 
 * NT-Xent, DCL: same formula, same reduction, same defaults (0.5, 0.1).
 * Barlow Twins: lightly standardises with ``F.batch_norm`` (biased variance, eps = 1e-5), as our
@@ -53,12 +53,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from clop import prototypes as _prototypes
-from clop._checks import check_choice as _check_choice
-from clop._checks import check_dtype as _check_dtype
-from clop._checks import check_nonnegative as _check_nonnegative
-from clop._checks import check_positive as _check_positive
-from clop._checks import check_size as _check_size
-from clop._device import default_device
+from clop.util.checks import check_choice as _check_choice
+from clop.util.checks import check_dtype as _check_dtype
+from clop.util.checks import check_nonnegative as _check_nonnegative
+from clop.util.checks import check_positive as _check_positive
+from clop.util.checks import check_size as _check_size
+from clop.util.device import default_device
 
 __all__ = [
     "info_nce",

@@ -9,7 +9,7 @@ Conventions (decided here, used everywhere in the suite):
   array-likes. Everything is computed in float64 on the input's device; scalar metrics come back as
   Python floats, vectors and matrices as float64 tensors.
 * The covariance is the population covariance Sigma = (1/N) Z_c^T Z_c with Z_c the row-centred z, the
-  1/N normalisation of the metrics note (../shared/papers/004_6e59cad3ac889e06.txt, "Eigenvalue
+  1/N normalisation of the collapse-metrics note ("Theoretical Foundations of Self-Supervised Vision", "Eigenvalue
   characterization": Sigma = (1/N) Z^T Z - zbar zbar^T). The rank metrics are scale invariant, so the
   choice of 1/N over 1/(N-1) affects only :func:`covariance` and :func:`covariance_eigenvalues`.
 * Numerical zero. The eigenvalues of Sigma are computed as lambda_i = s_i^2 / N from the singular values
@@ -46,7 +46,7 @@ Conventions (decided here, used everywhere in the suite):
 
 References
 ----------
-Stable rank and entropy rank: ../shared/papers/004_6e59cad3ac889e06.txt, "Effective Rank":
+Stable rank and entropy rank: the collapse-metrics note, "Effective Rank":
 srank(Sigma) = (tr Sigma)^2 / ||Sigma||_F^2, erank(Sigma) = exp(-sum_i p_i log p_i), p_i = lambda_i / sum_j
 lambda_j (0 log 0 = 0).
 RankMe: Garrido, Balestriero, Najman & LeCun (2023), "RankMe: Assessing the downstream performance of
@@ -70,9 +70,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from clop._checks import check_nonnegative as _check_nonnegative
-from clop._checks import check_positive as _check_positive
-from clop._checks import check_size as _check_size
+from clop.util.checks import check_nonnegative as _check_nonnegative
+from clop.util.checks import check_positive as _check_positive
+from clop.util.checks import check_size as _check_size
 
 __all__ = [
     "singular_values",
@@ -236,7 +236,7 @@ def _entropy_rank_from(w: torch.Tensor) -> float:
 def stable_rank(z: Any, *, rtol: float | None = None) -> float:
     """Stable rank of the embedding covariance: srank(Sigma) = (tr Sigma)^2 / ||Sigma||_F^2.
 
-    Definition of ../shared/papers/004_6e59cad3ac889e06.txt ("Effective Rank"); in [1, D] when Sigma != 0,
+    Definition of the collapse-metrics note ("Effective Rank"); in [1, D] when Sigma != 0,
     and 0.0 when Sigma == 0 (see module doc). z: (N, D), N >= 2. Scale invariant. ``rtol``: singular values
     of the centred z at or below rtol * s_max(z) count as zero; None: :func:`default_rtol` (module doc).
     """
@@ -250,7 +250,7 @@ def stable_rank(z: Any, *, rtol: float | None = None) -> float:
 def entropy_rank(z: Any, *, rtol: float | None = None) -> float:
     """Entropy rank of the embedding covariance: erank(Sigma) = exp(-sum_i p_i log p_i), p_i = lambda_i / sum_j lambda_j.
 
-    Definition of ../shared/papers/004_6e59cad3ac889e06.txt ("Effective Rank"), with 0 log 0 = 0;
+    Definition of the collapse-metrics note ("Effective Rank"), with 0 log 0 = 0;
     in [1, D] when Sigma != 0 and 0.0 when Sigma == 0. z: (N, D), N >= 2. Scale invariant. ``rtol``: as in
     :func:`stable_rank`.
     """

@@ -6,7 +6,7 @@ The same seed therefore gives the same prototypes on every process and on every 
 
 References
 ----------
-CLOP paper, Section 4 ("Our model"), ../shared/papers/001_a0916c72eb7a88d5.txt: "we randomly sample k
+CLOP paper, Section 4 ("Our model"), arXiv 2403.18699: "we randomly sample k
 i.i.d. vectors from an m'-dimensional space ... Subsequently, we apply singular value decomposition (SVD)
 to obtain the orthonormal basis".
 Simplex ETF: Papyan, Han & Donoho (2020), "Prevalence of neural collapse during the terminal phase of deep
@@ -27,9 +27,9 @@ import numbers
 
 import torch
 
-from clop._checks import check_dtype as _check_dtype
-from clop._checks import check_size as _check_size
-from clop._device import default_device
+from clop.util.checks import check_dtype as _check_dtype
+from clop.util.checks import check_size as _check_size
+from clop.util.device import default_device
 
 __all__ = ["orthonormal", "simplex_etf", "gaussian_draw"]
 

@@ -7,14 +7,14 @@ Every setting is checked before any compute, and a bad one ends the script throu
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from clop._device import default_device, torch_threads
-from clop._io import check_output_dir
+from clop.util.cli import check_int, parse_device
+from clop.util.device import torch_threads
+from clop.util.io import check_output_dir
 from simulations.memory import check_fits
 
 THREADS_HELP = ("CPU threads for torch during this run (default 1: the per-step tensors are small, and on a "
@@ -33,32 +33,6 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
 
 
-def check_int(parser: argparse.ArgumentParser, flag: str, value: int, minimum: int) -> None:
-    """``parser.error`` unless the integer flag value is >= ``minimum``."""
-    if value < minimum:
-        parser.error(f"{flag} must be an integer >= {minimum}; got {value}")
-
-
-def check_positive_float(parser: argparse.ArgumentParser, flag: str, value: float, below: float | None = None,
-                         why: str = "") -> None:
-    """``parser.error`` unless the float flag value is finite, > 0 (and < ``below`` when given)."""
-    if not (math.isfinite(value) and value > 0 and (below is None or value < below)):
-        allowed = "a finite number > 0" if below is None else f"a finite number in (0, {below:g})"
-        parser.error(f"{flag} must be {allowed}{why}; got {value}")
-
-
-def resolve_device(parser: argparse.ArgumentParser, value: str | None) -> torch.device:
-    """``--device`` as a torch.device (default: CUDA when present, else CPU), or ``parser.error``."""
-    try:
-        dev = default_device(value)
-    except ValueError as exc:
-        parser.error(f"--device: {exc}")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        parser.error(f"--device {value!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                     f"so the index must lie in 0..{torch.cuda.device_count() - 1}")
-    return dev
-
-
 def check_memory(parser: argparse.ArgumentParser, args: argparse.Namespace, dev: torch.device,
                  memory: MemoryEstimate) -> None:
     """``parser.error`` when the run's estimated memory (:mod:`simulations.memory`) exceeds what is available."""
@@ -75,7 +49,7 @@ def run_script(parser: argparse.ArgumentParser, args: argparse.Namespace,
     compute), then call ``run(args, device, out)`` with torch limited to ``args.threads`` threads."""
     check_int(parser, "--threads", args.threads, 1)
     check_int(parser, "--seed", args.seed, 0)
-    dev = resolve_device(parser, args.device)
+    dev = parse_device(parser, args.device)
     if memory is not None:
         check_memory(parser, args, dev, memory)
     try:

@@ -24,7 +24,7 @@ with quantity in {singular_value, pairwise_cosine, l_class}; singular values ove
 pairwise cosines and L_class at the end). The figure is drawn from the table in memory (:func:`plot`
 redraws it from the CSV) and states the final rank (singular values above ``RANK_RTOL`` times the
 largest), the spread of the pairwise cosines (std, min, max) and L_class + k. Both files are written to
-temporary files and renamed into place together (:func:`clop._io.staged_outputs`): an interrupted run
+temporary files and renamed into place together (:func:`clop.util.io.staged_outputs`): an interrupted run
 leaves the previous run's pair as it was.
 
 Run: ``python simulations/dimensional_collapse.py [--ks 10 30] [--steps N] [--trials T] [--out DIR]``.
@@ -47,8 +47,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clop._io import staged_outputs
-from simulations._cli import add_run_args, check_int, check_positive_float, run_script
+from clop.util.io import staged_outputs
+from clop.util.cli import check_int, check_positive_float
+from simulations._cli import add_run_args, run_script
 from simulations.lclass import simulate
 from simulations.memory import simulate_bytes
 

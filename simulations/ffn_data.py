@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from clop._checks import check_size
+from clop.util.checks import check_size
 
 __all__ = [
     "N_POINTS", "N_CLASSES", "DIM", "NOISE_VAR", "LABEL_FRACTION", "MIN_ANGLE_DEG", "MAG_LOW", "MAG_HIGH", "KNN_K",

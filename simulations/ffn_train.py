@@ -54,8 +54,8 @@ import torch
 from clop import losses as clop_losses
 from clop import metrics as clop_metrics
 from clop import prototypes as clop_prototypes
-from clop._checks import check_positive, check_size
-from clop._device import default_device
+from clop.util.checks import check_positive, check_size
+from clop.util.device import default_device
 from simulations.ffn_data import (
     DIM,
     N_POINTS,
@@ -372,7 +372,7 @@ def run_experiment(
     evaluated embeddings (S, N, 3); data is the stacked SyntheticData.
     """
     import pandas as pd
-    from clop._progress import interactive, progress_bar
+    from clop.util.progress import interactive, progress_bar
 
     if not seeds:
         raise ValueError("seeds must be a non-empty list of non-negative integers; got an empty list")

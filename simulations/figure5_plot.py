@@ -53,7 +53,7 @@ def embeddings_frame(embs: dict, data: SyntheticData, seed_index: int = 0, regim
 def plot_figure5(embeddings: pd.DataFrame | str | os.PathLike, png_path: str | os.PathLike) -> Path:
     """Figure 5 / Table 5 pictures: 2 x 4 grid of 3D scatter plots drawn from :func:`embeddings_frame`'s table
     (a DataFrame, or the path of figure5_embeddings.csv). Writes ``png_path`` as given (no temporary file:
-    callers that replace a finished figure stage the path with clop._io).
+    callers that replace a finished figure stage the path with clop.util.io).
 
     Rows: without / with CLOP; columns: InfoNCE, DCL, VICReg, BarlowTwins. Colour = true class; the title
     of each panel carries the KNN accuracy recomputed from the CSV (labeled rows fit, the others score);

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from clop._checks import check_choice, check_size
+from clop.util.checks import check_choice, check_size
 from simulations import lclass_native
 
 _RENORM_EVERY = 32  # exact renormalisation period; a row is also renormalised once it shrinks below DRIFT_R

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from clop._checks import check_positive, check_size
+from clop.util.checks import check_positive, check_size
 
 __all__ = [
     "COLLAPSE_TOL",

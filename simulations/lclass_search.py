@@ -12,8 +12,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from clop._checks import check_positive, check_size
-from clop._device import default_device
+from clop.util.checks import check_positive, check_size
+from clop.util.device import default_device
 from simulations.lclass_engine import _check_engine, _decide, _default_chunk_bytes
 from simulations.lclass_model import (
     COLLAPSE_TOL,
@@ -227,7 +227,7 @@ def max_stable_lr(
     rounds = 0
     bar = None
     if progress:
-        from clop._progress import progress_bar
+        from clop.util.progress import progress_bar
 
         bar = progress_bar(desc="max_stable_lr rounds", leave=False)
     while True:

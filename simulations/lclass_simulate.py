@@ -13,8 +13,8 @@ from typing import Iterable, Sequence
 
 import torch
 
-from clop._checks import check_size
-from clop._device import default_device
+from clop.util.checks import check_size
+from clop.util.device import default_device
 from clop.losses import l_class as _l_class
 from simulations.lclass_engine import _CHECK_EVERY, _RENORM_EVERY, _Batch, _chunks, _default_chunk_bytes, _stable_now
 from simulations.lclass_model import (

@@ -36,7 +36,7 @@ min_collapse_lr, finite_horizon_estimate, steps, resolution, search_lo, search_h
 where no collapse was found below ``search_hi`` (then ``min_collapse_lr`` = inf) or where ``search_lo``
 already collapsed; ``finite_horizon_estimate`` is empty where it is infinite or above ``search_hi``) and
 ``figure3_spectra.csv`` (k, m, eta, step, index, singular_value). The four files are written to temporary
-files and renamed into place together once all are complete (:func:`clop._io.staged_outputs`), so an
+files and renamed into place together once all are complete (:func:`clop.util.io.staged_outputs`), so an
 interrupted run leaves the previous run's files as they were.
 
 Run: ``python simulations/lr_bound.py [--ks 3 4 ...] [--steps N] [--out DIR]`` or
@@ -64,8 +64,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clop._io import staged_outputs
-from simulations._cli import add_run_args, check_int, check_positive_float, run_script
+from clop.util.io import staged_outputs
+from clop.util.cli import check_int, check_positive_float
+from simulations._cli import add_run_args, run_script
 from simulations.lclass import (
     COLLAPSE_TOL,
     finite_horizon_threshold,

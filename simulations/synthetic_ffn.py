@@ -6,7 +6,7 @@ python simulations/synthetic_ffn.py --magnitudes normal --min-angle 0 --out pape
 
 Writes table5.csv (one row per run), table5_verdicts.csv (per loss: the paired gain, its 95 % interval and
 both verdicts), table5.md (the report), figure5_embeddings.csv and figure5.png (seed 0's embeddings) under
---out. All five are staged and put in place together at the end (clop._io.staged_outputs), so an
+--out. All five are staged and put in place together at the end (clop.util.io.staged_outputs), so an
 interrupted run leaves the previous complete set as it was.
 
 The pieces: simulations/ffn_data.py (the data and the reference classifiers), simulations/ffn_train.py
@@ -29,9 +29,9 @@ import torch
 if __package__ in (None, ""):  # run as `python simulations/synthetic_ffn.py`: make the packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clop._alloc import retain_freed_memory  # noqa: E402
-from clop._device import default_device, torch_threads  # noqa: E402
-from clop._io import check_output_dir, staged_outputs  # noqa: E402
+from clop.util.alloc import retain_freed_memory  # noqa: E402
+from clop.util.device import default_device, torch_threads  # noqa: E402
+from clop.util.io import check_output_dir, staged_outputs  # noqa: E402
 from simulations import ffn_data, ffn_train, table5_report  # noqa: E402
 from simulations.figure5_plot import embeddings_frame, plot_figure5  # noqa: E402
 from simulations.memory import check_fits  # noqa: E402
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     device = _validate(parser, args)
-    retain_freed_memory()  # thousands of steps of MB-sized temporaries: see clop/_alloc.py
+    retain_freed_memory()  # thousands of steps of MB-sized temporaries: see clop/util/alloc.py
     try:
         with torch_threads(args.threads):
             report = run(args, device)

@@ -35,9 +35,9 @@ import torch
 if __package__ in (None, ""):  # run as `python simulations/table5_seeds.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clop._alloc import retain_freed_memory  # noqa: E402
-from clop._device import default_device, torch_threads  # noqa: E402
-from clop._io import atomic_path, check_output_dir, staged_outputs  # noqa: E402
+from clop.util.alloc import retain_freed_memory  # noqa: E402
+from clop.util.device import default_device, torch_threads  # noqa: E402
+from clop.util.io import atomic_path, check_output_dir, staged_outputs  # noqa: E402
 from clop import stats  # noqa: E402
 from simulations import ffn_data, ffn_train, table5_report  # noqa: E402
 

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
 
-    from clop._io import atomic_write_text, check_output_file
+    from clop.util.io import atomic_write_text, check_output_file
     from theory import figure, report
 
     try:  # before any computation

@@ -3,7 +3,7 @@
 Draws the corrected bound (eps = 0), the exact critical rate, the paper's printed closed form and printed
 ratio for k = 3..100, with Figure 3's learning rates 2.0 and 2.1 as horizontal lines. The data go to
 ``theorem1_bound.csv`` beside the figure; both are drawn from the same data in memory and renamed into
-place together (:func:`clop._io.staged_outputs`), so an interrupted run leaves the previous pair as it
+place together (:func:`clop.util.io.staged_outputs`), so an interrupted run leaves the previous pair as it
 was. :func:`plot_from_csv` redraws the figure from the CSV alone.
 """
 
@@ -53,7 +53,7 @@ def write_figure(path: str, k_max: int = 100) -> str:
     and 2.1 as horizontal lines. Writes the figure to ``path`` and its data to theorem1_bound.csv beside it,
     both drawn from the same data in memory and renamed into place together (an interrupted call leaves the
     previous pair untouched); returns the CSV path. :func:`plot_from_csv` redraws the figure from the CSV."""
-    from clop._io import staged_outputs
+    from clop.util.io import staged_outputs
 
     fmt = figure_format(path)
     data = figure_data(k_max)
@@ -77,7 +77,7 @@ def plot_from_csv(csv_path: str, png_path: str) -> None:
     """Redraw the Theorem 1 figure at ``png_path`` (atomically) from a theorem1_bound.csv written by :func:`write_figure`."""
     import numpy as np
 
-    from clop._io import atomic_path
+    from clop.util.io import atomic_path
 
     fmt = figure_format(png_path)
     with open(csv_path) as fh:

@@ -1,6 +1,6 @@
 """The optimum of L_class (Eq. (3), Section 3.2) and Lemma 2 (Appendix E) of the CLOP paper.
 
-Paper: CLOP, ../shared/papers/001_a0916c72eb7a88d5.txt.  Eq. (3) prints
+Paper: CLOP, arXiv 2403.18699.  Eq. (3) prints
 L_class(X) := - sum_{i != j} [X^T X]_ij, while the text minimises the pairwise cosine similarity and gives
 the optimum as -k; this module shows which sign does that, proves the identity
 sum_{i != j} x_i.x_j = ||sum_i x_i||^2 - k for unit vectors, and checks Lemma 2 and its Appendix E proof.

@@ -1,6 +1,6 @@
 """Lemma 1 of the CLOP paper (collapsed configurations of InfoNCE), checked with autograd in float64.
 
-Paper: CLOP, ../shared/papers/001_a0916c72eb7a88d5.txt, Lemma 1 (Section 3.1) and its proof in Appendix C
+Paper: CLOP, arXiv 2403.18699, Lemma 1 (Section 3.1) and its proof in Appendix C
 (headed "Proof of Theorem 1" there).  The lemma says all-equal or co-linear embeddings are "local minima"
 of InfoNCE; the proof shows only that the gradient w.r.t. the unnormalised embeddings vanishes.
 

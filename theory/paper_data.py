@@ -1,6 +1,6 @@
 """Numbers the CLOP paper prints about its theory, kept as data with their source.
 
-Paper: ../shared/papers/001_a0916c72eb7a88d5.txt.  These are for side-by-side display in the theory report
+Paper: CLOP, arXiv 2403.18699.  These are for side-by-side display in the theory report
 only; no test uses them as expected values (the checks compare derived sympy expressions instead).
 """
 

@@ -1,7 +1,7 @@
 """Collects every theory claim of the CLOP paper with a verdict, and renders table / JSON / Markdown.
 
-Paper: CLOP, ../shared/papers/001_a0916c72eb7a88d5.txt (Section 3, Appendices C-E).
-Verdicts (../shared/DESIGN.md): ``holds``, ``holds with correction``, ``conservative``, ``fails``,
+Paper: CLOP, arXiv 2403.18699 (Section 3, Appendices C-E).
+Verdicts (the suite's vocabulary, :mod:`clop.claims`): ``holds``, ``holds with correction``, ``conservative``, ``fails``,
 ``not checked``, each with a one-line detail.  All computations live in :mod:`theory.theorem1`,
 :mod:`theory.theorem1_numerics`, :mod:`theory.lemma1` and :mod:`theory.lclass`; this module only runs them
 and words the verdicts from their results: every verdict is computed from the values its detail prints.
@@ -551,7 +551,7 @@ def lclass_claims(fast: bool = False) -> list[Claim]:
 
 def all_claims(fast: bool = False, progress: bool = True) -> list[Claim]:
     """Run every check; ``fast`` shrinks Monte Carlo sizes (used by tests)."""
-    from clop._progress import progress_bar
+    from clop.util.progress import progress_bar
 
     parts = [("Theorem 1", lambda: theorem1_claims(fast)), ("Lemma 1", lemma1_claims), ("L_class / Lemma 2", lambda: lclass_claims(fast))]
     out: list[Claim] = []

@@ -1,7 +1,7 @@
 """Theorem 1 of the CLOP paper (learning-rate bound), checked symbolically with sympy.
 
 Paper: "Preventing collapse in contrastive learning with orthonormal prototypes" (CLOP),
-../shared/papers/001_a0916c72eb7a88d5.txt: Theorem 1 and Eq. (2) in Section 3.1, proof in Appendix D.
+arXiv 2403.18699: Theorem 1 and Eq. (2) in Section 3.1, proof in Appendix D.
 
 The step under test (Appendix D, with the misprinted ``n`` read as ``k``) moves each unit vector
 ``x_i`` of ``X: (k, m)`` as

@@ -1,6 +1,6 @@
 """Numerical checks of the Theorem 1 derivation (torch, float64, seeded).
 
-Companion of :mod:`theory.theorem1` (paper: CLOP, ../shared/papers/001_a0916c72eb7a88d5.txt,
+Companion of :mod:`theory.theorem1` (paper: CLOP, arXiv 2403.18699,
 Theorem 1 / Appendix D).  Three kinds of checks:
 
 * :func:`monte_carlo_moments` - k points uniform on the unit sphere of R^m: E||mu||^2, E[x_i^T mu] and
@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from clop._device import default_device
+from clop.util.device import default_device
 
 __all__ = [
     "appendix_d_step",

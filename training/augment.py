@@ -26,7 +26,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from clop._checks import check_choice, check_size
+from clop.util.checks import check_choice, check_size
 from training.datasets import DATASETS
 
 __all__ = [

@@ -32,7 +32,7 @@ depends only on (seed, epoch, index), not on the batch, the process or where a r
 parameters are computed from them on the CPU, in float64.
 
 What differs from the PIL path (same distributions of every parameter, other arithmetic; measured with
-identical parameters in tests/test_training_loader.py, in 1/255 levels): PIL works on uint8 and rounds
+identical parameters in tests/training/test_loader.py, in 1/255 levels): PIL works on uint8 and rounds
 after each step (its resize in fixed point, horizontal then vertical pass: within 1 level of ours), here
 every step is float32 on [0, 1]. Pillow's blend, behind its brightness, contrast and saturation, truncates
 to uint8 instead of rounding: each of the three makes the PIL view about half a level darker (within 2.5

@@ -26,8 +26,8 @@ from torch.utils.data import Dataset
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.vision import VisionDataset
 
-from clop._checks import check_size
-from clop._io import atomic_path
+from clop.util.checks import check_size
+from clop.util.io import atomic_path
 from training.datasets import DatasetCorruptError, DatasetNotFoundError, _check_root
 
 __all__ = ["CIFAR_FOLDER", "CIFAR_FILES", "CIFAR100_URL", "write_synthetic_cifar"]
@@ -155,7 +155,7 @@ _NP_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1, np.uint8))[0]
 
 def _atomic_write_pickle(obj: object, path: Path) -> None:
     """Write ``obj`` in the CIFAR pickle format to ``path`` through a temporary file and an atomic rename
-    (:func:`clop._io.atomic_path`; safe under parallel writers)."""
+    (:func:`clop.util.io.atomic_path`; safe under parallel writers)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         _Py2StrPickler(f, protocol=2).dump(obj)
 

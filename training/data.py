@@ -55,7 +55,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import datasets as tv_datasets  # noqa: F401 - re-exported: tests patch tv_datasets.CIFAR100
 
-from clop._checks import check_choice, check_size
+from clop.util.checks import check_choice, check_size
 
 # The readers and the augmentations live in their own modules; their public names are re-exported here, so
 # that training.data stays the one import point of the training scripts and the tests.

@@ -40,7 +40,7 @@ from torchvision import tv_tensors
 from torchvision.datasets.folder import default_loader
 from torchvision.datasets.utils import download_and_extract_archive
 
-from clop._checks import check_size
+from clop.util.checks import check_size
 
 __all__ = [
     "DATASETS",

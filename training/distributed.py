@@ -17,7 +17,7 @@ are gathered across all cores). :func:`gather` concatenates the embeddings of al
 gradients flow back to each process's own rows. Every process then evaluates the same global loss L;
 the backward of :func:`gather` sums the gradients that the W copies of L send to a process's rows
 (W dL/dz), and DistributedDataParallel averages parameter gradients over the W processes, so each
-process ends with exactly dL/dtheta of the single-process global batch. ``tests/test_training_distributed``
+process ends with exactly dL/dtheta of the single-process global batch. ``tests/training/test_distributed``
 checks this against one process holding the whole batch.
 """
 
@@ -30,7 +30,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from clop._device import default_device
+from clop.util.device import default_device
 
 
 @dataclasses.dataclass(frozen=True)

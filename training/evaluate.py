@@ -58,7 +58,7 @@ import pandas as pd
 import torch
 
 from clop import metrics as clop_metrics
-from clop._io import atomic_path
+from clop.util.io import atomic_path
 from clop.metrics import default_rtol
 
 from training import data as tdata

@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clop._checks import check_nonnegative, check_size
+from clop.util.checks import check_nonnegative, check_size
 from clop.metrics import default_rtol
 
 __all__ = [

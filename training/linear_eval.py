@@ -48,14 +48,15 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from clop import metrics as clop_metrics
-from clop._checks import check_positive, check_size
-from clop._io import atomic_path, atomic_write_text, check_output_dir, check_output_file
+from clop.util.checks import check_positive, check_size
+from clop.util.cli import HelpFormatter, check_device
+from clop.util.io import atomic_path, atomic_write_text, check_output_dir, check_output_file
 
 from training import data as tdata
 from training import rundir
 from training.evaluate import GEOM_COLUMNS, embed, embedding_eps, geometry_columns
 from training.pretrain import (
-    CHECKPOINT, CONFIG, LABELED, PROBE_RESULT, HelpFormatter, PretrainConfig, build_model, build_objective, check_device,
+    CHECKPOINT, CONFIG, LABELED, PROBE_RESULT, PretrainConfig, build_model, build_objective,
     default_workers,
 )
 from training.probe import fit_linear_probe, topk_accuracy

@@ -21,7 +21,7 @@ Digits: the views are the same on both loaders: the random numbers of the two vi
 are drawn, view 1 then view 2, each ``rand(4)``, ``randint(2)``, ``randn(C, S, S)``, from a CPU generator
 seeded with :func:`training.data.view_seed` ``(seed, e, i)`` (:func:`training.augment.draw_digits_view`),
 and :func:`~training.augment.augment_digits_batch` computes each view the same whatever batch it is in. So
-on the CPU the two loaders give bit-identical views (tests/test_training_loader.py), ``--resume`` stays
+on the CPU the two loaders give bit-identical views (tests/training/test_loader.py), ``--resume`` stays
 exact (also when it changes the loader), and the views do not depend on the batch or the process. What the
 drawing costs: re-seeding one ``torch.Generator`` and six in-place draws per image, 15-20 us, 20-25 ms of
 an epoch's 1,280 images: two thirds of the batched path, a twentieth of the epoch. It runs on the CPU (on

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clop._checks import check_choice, check_size
+from clop.util.checks import check_choice, check_size
 
 ARCHS = ("resnet50", "resnet18", "small")
 """resnet50 is the paper's model; resnet18 is a cheaper stand-in for quick experiments; small is

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from clop._checks import _finite_real, _integer, check_nonnegative, check_size
+from clop.util.checks import is_finite_real, is_integer, check_nonnegative, check_size
 
 __all__ = ["LARS", "param_groups", "warmup_cosine", "make_scheduler"]
 
@@ -39,11 +39,11 @@ __all__ = ["LARS", "param_groups", "warmup_cosine", "make_scheduler"]
 def _check_hyper(group: dict[str, Any], where: str = "") -> None:
     """ValueError naming the hyper-parameter when a LARS hyper-parameter is out of range."""
     checks = (
-        ("lr", lambda v: _finite_real(v) and v >= 0, "a finite real number >= 0"),
-        ("momentum", lambda v: _finite_real(v) and 0 <= v < 1, "a real number in [0, 1)"),
-        ("weight_decay", lambda v: _finite_real(v) and v >= 0, "a finite real number >= 0"),
-        ("trust_coefficient", lambda v: _finite_real(v) and v > 0, "a finite real number > 0"),
-        ("eps", lambda v: _finite_real(v) and v >= 0, "a finite real number >= 0"),
+        ("lr", lambda v: is_finite_real(v) and v >= 0, "a finite real number >= 0"),
+        ("momentum", lambda v: is_finite_real(v) and 0 <= v < 1, "a real number in [0, 1)"),
+        ("weight_decay", lambda v: is_finite_real(v) and v >= 0, "a finite real number >= 0"),
+        ("trust_coefficient", lambda v: is_finite_real(v) and v > 0, "a finite real number > 0"),
+        ("eps", lambda v: is_finite_real(v) and v >= 0, "a finite real number >= 0"),
         ("lars_adaptation", lambda v: isinstance(v, bool), "a bool"),
     )
     for name, ok, accepted in checks:
@@ -216,7 +216,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def _check_schedule(total_steps: object, warmup_steps: object) -> None:
     check_size("total_steps", total_steps)
-    if not _integer(warmup_steps) or not 0 <= warmup_steps <= total_steps:
+    if not is_integer(warmup_steps) or not 0 <= warmup_steps <= total_steps:
         raise ValueError(
             f"warmup_steps must be an integer with 0 <= warmup_steps <= total_steps={total_steps}; "
             f"got {warmup_steps!r}"

@@ -38,7 +38,7 @@ Missing required columns are an error (exit code 2) naming them; a figure or tab
 skipped with a printed note.
 
 Every output is staged in ``--out`` and renamed into place only when all of them are complete
-(:func:`clop._io.staged_outputs`); each figure is drawn from the data in memory, the same data its CSV holds.
+(:func:`clop.util.io.staged_outputs`); each figure is drawn from the data in memory, the same data its CSV holds.
 An interrupted run leaves the previous run's complete set of files as it was.
 """
 
@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clop._io import atomic_path, check_output_dir, staged_outputs
+from clop.util.io import atomic_path, check_output_dir, staged_outputs
 
 from training import paper_results as PR
 

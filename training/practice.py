@@ -75,11 +75,12 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from clop._io import check_output_dir
+from clop.util.io import check_output_dir
 
 from training import sweep
 from training.data import default_policy
-from training.pretrain import NONFINITE_EXIT, HelpFormatter, check_device
+from clop.util.cli import HelpFormatter, check_device
+from training.pretrain import NONFINITE_EXIT
 from training.rundir import LAST_GOOD
 
 DATASET = "digits"
@@ -224,7 +225,7 @@ def run_study(points: Sequence[sweep.Point], launch: sweep.Launch, jobs: int, *,
     """Run every unfinished point, ``jobs`` at a time; one line per finished point. Returns the failures."""
     from tqdm.auto import tqdm
 
-    from clop._progress import progress_bar
+    from clop.util.progress import progress_bar
 
     done = {p.run_dir for p in points if sweep.status(p.run_dir) == "done"}
     gone = {p.run_dir for p in points if diverged(p.run_dir)}
@@ -245,7 +246,7 @@ def run_study(points: Sequence[sweep.Point], launch: sweep.Launch, jobs: int, *,
         bar.update()
 
     if jobs == 1:
-        from clop._device import torch_threads
+        from clop.util.device import torch_threads
 
         with torch_threads(1):
             for n, p in enumerate(todo, 1):

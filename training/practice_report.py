@@ -18,7 +18,7 @@ into two tables, :func:`report` draws everything from them:
 Every figure is drawn (:mod:`training.practice_figures`) from the frame written as its CSV (the ``values`` /
 ``seeds`` columns hold each seed's value: the dots); points are the mean over seeds with the 95 % Student-t
 interval (clop.stats.paired_gain) as bars. All files are staged and put in place together
-(clop._io.staged_outputs): an interrupted report leaves the previous one intact. ``--report-only`` with no finished runs redraws from ``practice_runs.csv`` and
+(clop.util.io.staged_outputs): an interrupted report leaves the previous one intact. ``--report-only`` with no finished runs redraws from ``practice_runs.csv`` and
 ``eta_eff.csv`` of a previous report.
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clop._io import check_output_dir, staged_outputs
+from clop.util.io import check_output_dir, staged_outputs
 from clop.stats import DECISION_MARGIN_SE, paired_gain
 
 from training import practice

@@ -104,9 +104,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from clop._checks import check_choice, check_nonnegative, check_positive, check_size
-from clop._device import default_device
-from clop._io import atomic_path, atomic_write_text, check_output_dir
+from clop.util.checks import check_choice, check_nonnegative, check_positive, check_size
+from clop.util.cli import HelpFormatter, check_device
+from clop.util.io import atomic_path, atomic_write_text, check_output_dir
 from clop.losses import LOSSES, REDUCTIONS, SIMILARITIES
 
 from training import data as tdata
@@ -277,21 +277,6 @@ class PretrainConfig:
         return self.base_lr * self.batch_size / 256
 
 
-def check_device(device: str | None, name: str = "device") -> torch.device:
-    """The torch device of a ``--device`` value (None: CUDA when present); ValueError naming ``name`` for
-    anything but 'cpu', 'cuda' or 'cuda:N' with N a CUDA device of this machine."""
-    try:
-        dev = default_device(device)
-    except ValueError as exc:
-        raise ValueError(str(exc).replace("device=", f"{name}=", 1)) from None
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"{name}={device!r} is not supported; expected 'cpu', 'cuda' or 'cuda:N'")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        n = torch.cuda.device_count()
-        raise ValueError(f"{name}={device!r}: this machine has {n} CUDA device(s); expected 'cpu', 'cuda' or "
-                         f"'cuda:N' with N in 0..{n - 1}")
-    return dev
-
 
 def default_workers() -> int:
     """Data-loading processes per training process: min(8, CPUs / processes on this machine), at least 1."""
@@ -458,7 +443,7 @@ def _commit(cfg: PretrainConfig, run: Path, ckpt: dict | None, note: str | None,
 
 def _pretrain(cfg: PretrainConfig, run: Path, ctx: distributed.Context, ckpt: dict | None, note: str | None,
               handlers: list[logging.Handler], progress: bool) -> Path:
-    from clop._progress import progress_bar
+    from clop.util.progress import progress_bar
 
     device, cuda = ctx.device, ctx.device.type == "cuda"
     if cuda:
@@ -639,14 +624,6 @@ SMOKE = {
 """--smoke: a few ResNet-50 steps on 16 px generated images (seconds on a CPU), every stage of a real run
 (the class geometry on 64 of the 200 test images: each of its forward passes costs about one step)."""
 
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows "(default: X)" except where the default is None (those flags say in words what they default to)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or action.default is False:
-            return action.help or ""
-        return super()._get_help_string(action)
 
 
 def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:

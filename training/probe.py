@@ -24,10 +24,10 @@ from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
-from clop._progress import progress_bar
+from clop.util.progress import progress_bar
 
-from clop._checks import _finite_real, _integer, check_nonnegative, check_positive, check_size
-from clop._device import default_device
+from clop.util.checks import is_finite_real, is_integer, check_nonnegative, check_positive, check_size
+from clop.util.device import default_device
 from training.optim import warmup_cosine
 
 __all__ = ["LinearProbe", "fit_linear_probe", "topk_accuracy"]
@@ -126,7 +126,7 @@ def fit_linear_probe(
     seed : seeds the shuffling (a CPU ``torch.Generator``); the weights start at zero (the problem is
         convex), so the result is a function of the data and the seed alone: the same seed gives
         bit-identical weights on the same device.
-    device : default CUDA when present, else CPU (:func:`clop._device.default_device`).
+    device : default CUDA when present, else CPU (:func:`clop.util.device.default_device`).
     progress : show a tqdm bar over epochs (stderr, on a terminal only).
 
     Objective: mean cross-entropy of ``linear((x - mean) / std)`` over the batch, where ``mean`` and ``std``
@@ -150,10 +150,10 @@ def fit_linear_probe(
     check_size("epochs", epochs)
     check_size("batch_size", batch_size)
     check_positive("lr", lr)
-    if not (_finite_real(momentum) and 0 <= momentum < 1):
+    if not (is_finite_real(momentum) and 0 <= momentum < 1):
         raise ValueError(f"momentum must be a real number in [0, 1); got {momentum!r}")
     check_nonnegative("weight_decay", weight_decay)
-    if not _integer(seed):
+    if not is_integer(seed):
         raise ValueError(f"seed must be an integer; got {seed!r}")
     dev = default_device(device)
 
@@ -226,11 +226,11 @@ def topk_accuracy(logits: Tensor, labels: Tensor, ks: Iterable[int] | int = (1, 
         raise ValueError(f"labels must have length N={n} (rows of logits); got {labels.shape[0]}")
     if n == 0:
         raise ValueError("logits must have at least one row; got N = 0")
-    ks_t = (ks,) if _integer(ks) else tuple(ks)  # type: ignore[arg-type]
+    ks_t = (ks,) if is_integer(ks) else tuple(ks)  # type: ignore[arg-type]
     if not ks_t:
         raise ValueError("ks must contain at least one k; got an empty sequence")
     for k in ks_t:
-        if not _integer(k) or not 1 <= k <= c:
+        if not is_integer(k) or not 1 <= k <= c:
             raise ValueError(f"ks must hold integers in [1, C={c}]; got k={k!r}")
     labels = labels.to(device=logits.device, dtype=torch.long)
     if int(labels.min()) < 0 or int(labels.max()) >= c:

@@ -1,7 +1,7 @@
 """A run folder of training.pretrain: its files, its lock, and its checkpoints.
 
 * **Files**: :data:`RUN_FILES` (see training.pretrain's docstring). Every one is written through a
-  temporary file in the folder and an atomic rename (:mod:`clop._io`); only ``train.log`` is appended to.
+  temporary file in the folder and an atomic rename (:mod:`clop.util.io`); only ``train.log`` is appended to.
 * **Lock** (:class:`RunLock`): ``RUN/run.lock`` holds the process id, host and start time of the run that
   owns the folder. It is created with ``O_CREAT | O_EXCL``, so of two runs started together exactly one
   gets it; the other is refused with a message naming the owner. A lock whose owner is no longer running
@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import pandas as pd
 import torch
 
-from clop._io import atomic_path, fsync_dir
+from clop.util.io import atomic_path, fsync_dir
 
 try:  # serialises the take-over of stale locks; absent on Windows, where the take-over is unguarded
     import fcntl

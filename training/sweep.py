@@ -76,11 +76,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from clop._io import check_output_dir
+from clop.util.io import check_output_dir
 
 from training import data as tdata
 from training.linear_eval import RESULT, ProbeConfig
-from training.pretrain import CHECKPOINT, CONFIG, METRICS, RUN_FILES, HelpFormatter, changed_settings
+from clop.util.cli import HelpFormatter
+from training.pretrain import CHECKPOINT, CONFIG, METRICS, RUN_FILES, changed_settings
 from training.pretrain import build_parser as pretrain_parser
 from training.pretrain import config_from_args
 
@@ -585,7 +586,7 @@ def run_points(pts: Sequence[Point], launch: Launch, *, progress: bool = True) -
     """Run the points one after another (:func:`run_point`); returns the failures."""
     from tqdm.auto import tqdm
 
-    from clop._progress import progress_bar
+    from clop.util.progress import progress_bar
 
     failures: list[Failure] = []
     bar = progress_bar(pts, desc=f"sweep {pts[0].sweep}" if pts else "sweep", unit="point", enabled=progress)

@@ -20,10 +20,10 @@ import pandas as pd
 import pytest
 import torch
 
-from tests._kill import Killed, dies_at
+from tests.helpers import Killed, dies_at
 from training import linear_eval, pretrain
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ARGS = ("--smoke", "--arch", "resnet18", "--image-size", "8", "--epochs", "3", "--steps-per-epoch", "2",
         "--warmup-epochs", "1", "--eval-batch", "16", "--no-progress", "--device", "cpu")
 TIME_COLUMNS = ["images_per_s", "epoch_seconds"]

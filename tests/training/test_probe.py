@@ -100,14 +100,14 @@ def test_probe_reaches_the_regularised_logistic_regression_optimum():
 
 def test_probe_progress_bar_only_on_a_terminal_and_float64_input(capsys, monkeypatch):
     """A bar for people (stderr is a terminal), nothing for log files (no carriage-return updates)."""
-    import clop._progress
+    import clop.util.progress
 
     x, y = _blobs(4, n_per_class=10)
-    monkeypatch.setattr(clop._progress, "interactive", lambda: True)
+    monkeypatch.setattr(clop.util.progress, "interactive", lambda: True)
     probe = fit_linear_probe(x.double(), y, 4, epochs=2, batch_size=8, device="cpu", progress=True)
     assert "linear probe" in capsys.readouterr().err
     assert probe(x.double()).shape == (40, 4)
-    monkeypatch.setattr(clop._progress, "interactive", lambda: False)
+    monkeypatch.setattr(clop.util.progress, "interactive", lambda: False)
     fit_linear_probe(x.double(), y, 4, epochs=2, batch_size=8, device="cpu", progress=True)
     assert "linear probe" not in capsys.readouterr().err
 

@@ -1,6 +1,6 @@
 """Tests of clop/stats.py: the paired t-interval against closed forms and its coverage, and the verdict rules.
 
-The rules applied to Table 5's numbers are also tested in tests/test_synthetic_ffn.py.
+The rules applied to Table 5's numbers are also tested in tests/simulations/test_synthetic_ffn.py.
 """
 
 from __future__ import annotations

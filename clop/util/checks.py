@@ -16,33 +16,33 @@ import torch
 __all__ = ["check_positive", "check_nonnegative", "check_size", "check_choice", "check_dtype"]
 
 
-def _finite_real(value: object) -> bool:
+def is_finite_real(value: object) -> bool:
     """A finite real number (Python or numpy), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _integer(value: object) -> bool:
+def is_integer(value: object) -> bool:
     """An integer (Python or numpy), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_positive(name: str, value: object) -> float:
     """``value`` as a float if it is a finite real number > 0, else ``ValueError`` naming ``name``."""
-    if _finite_real(value) and value > 0:
+    if is_finite_real(value) and value > 0:
         return float(value)
     raise ValueError(f"{name} must be a finite real number > 0; got {value!r}")
 
 
 def check_nonnegative(name: str, value: object) -> float:
     """``value`` as a float if it is a finite real number >= 0, else ``ValueError`` naming ``name``."""
-    if _finite_real(value) and value >= 0:
+    if is_finite_real(value) and value >= 0:
         return float(value)
     raise ValueError(f"{name} must be a finite real number >= 0; got {value!r}")
 
 
 def check_size(name: str, value: object, minimum: int = 1) -> int:
     """``value`` as an int if it is an integer (Python or numpy, not bool) >= ``minimum``."""
-    if not _integer(value) or value < minimum:
+    if not is_integer(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
     return int(value)
 

@@ -34,8 +34,8 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from tests._kill import Killed, dies_at
-from tests.test_training_digits import F_SHAPE, _grey, _looks_mirrored
+from tests.helpers import Killed, dies_at
+from tests.training.test_digits import F_SHAPE, _grey, _looks_mirrored
 from training import data as D
 from training import distributed, pretrain
 from training import loader as L

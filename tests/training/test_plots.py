@@ -33,8 +33,8 @@ COLUMNS = (
 ).split()
 
 PAPER_TXT = Path(os.environ.get(
-    "CLOP_PAPER_TXT", Path(__file__).resolve().parents[2] / "shared" / "papers" / "001_a0916c72eb7a88d5.txt"))
-PAPER_EXCERPT = Path(__file__).resolve().parent / "fixtures" / "clop_paper_tables_excerpt.txt"
+    "CLOP_PAPER_TXT", Path(__file__).resolve().parents[3] / "shared" / "papers" / "001_a0916c72eb7a88d5.txt"))
+PAPER_EXCERPT = Path(__file__).resolve().parents[1] / "fixtures" / "clop_paper_tables_excerpt.txt"
 
 
 def excerpt_blocks(path: Path = PAPER_EXCERPT) -> list[tuple[int, int, list[str]]]:

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from clop.metrics import default_rtol
-from tests._kill import Killed, dies_at
+from tests.helpers import Killed, dies_at
 from training import data as D
 from training import evaluate, linear_eval, pretrain, rundir
 from training.build import build_model

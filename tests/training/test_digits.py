@@ -17,7 +17,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torchvision.transforms import v2
 
-from tests._kill import Killed, dies_at
+from tests.helpers import Killed, dies_at
 from training import build, linear_eval, pretrain
 from training import data as D
 from training.model import ContrastiveModel, SmallConvNet

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from clop import prototypes
-from clop._device import default_device
+from clop.util.device import default_device
 from clop.prototypes import orthonormal, simplex_etf
 
 ORTHO_SIZES = [(1, 1), (1, 7), (3, 3), (5, 17), (10, 128), (64, 64)]

@@ -35,7 +35,7 @@ from simulations.lclass import (
 )
 from theory.theorem1 import critical_lr, lr_bound, paper_closed_form
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

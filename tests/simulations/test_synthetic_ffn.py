@@ -19,14 +19,14 @@ import torch
 from clop import losses as clop_losses
 from clop import prototypes as clop_prototypes
 from clop import stats as ps
-from clop._device import torch_threads
+from clop.util.device import torch_threads
 from simulations import ffn_data as fd
 from simulations import ffn_train as ft
 from simulations import figure5_plot as fp
 from simulations import synthetic_ffn as sf
 from simulations import table5_report as tr
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -26,7 +26,7 @@ from training import distributed, pretrain
 from training.model import ContrastiveModel
 from training.optim import LARS, param_groups
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GLOBAL_BATCH, CLASSES, DIM = 8, 4, 16
 
 

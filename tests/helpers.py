@@ -1,0 +1,63 @@
+"""Small helpers shared by the tests: stand-ins for a killed process, snapshots of output folders, and
+replacements that fail a test where compute must not start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+"""The repository root."""
+
+
+class Killed(BaseException):
+    """Stands for the process being killed: not an Exception, so nothing in the run catches it."""
+
+
+def dies_at(n: int, fn):
+    """``fn`` wrapped so that its ``n``-th call raises :class:`Killed` instead of running (calls counted from 1)."""
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise Killed
+        return fn(*args, **kwargs)
+
+    return dying
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file of ``folder`` (not recursive) by name, with its bytes."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def fail_on_call(nth: int, exc: type[BaseException] = KeyboardInterrupt):
+    """A replacement for a method that runs the original until its ``nth`` call, which raises ``exc``."""
+    calls = {"n": 0}
+
+    def wrap(original):
+        def f(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == nth:
+                raise exc()
+            return original(*args, **kwargs)
+
+        return f
+
+    return wrap
+
+
+def no_compute(*args, **kwargs):
+    """Stands in for a compute function where a setting must be refused before any compute."""
+    raise AssertionError("compute started although a setting should have been refused first")
+
+
+def refused(main, argv, capsys) -> str:
+    """Run ``main(argv)``, which must exit with status 2; the last line it printed to stderr."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    return err.strip().splitlines()[-1]
