@@ -6,7 +6,6 @@ import sys
 import types
 
 
-
 def _fake_steps(monkeypatch, behaviours: dict[str, object]) -> list[str]:
     import reproduce
 

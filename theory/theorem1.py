@@ -90,7 +90,7 @@ g = sp.Symbol("g", nonnegative=True)
 q = sp.Symbol("q", positive=True)
 
 # Second moments used by the proof, as symbols, so Eq. (5) can be stated before they are substituted.
-_Exx, _Emm, _Exm = sp.symbols("E_xx E_mumu E_xmu", real=True)
+E_XX, E_MUMU, E_XMU = sp.symbols("E_xx E_mumu E_xmu", real=True)
 
 
 def for_k_gt_2(expr: sp.Expr) -> sp.Expr:
@@ -106,9 +106,9 @@ def for_k_gt_2(expr: sp.Expr) -> sp.Expr:
 def paper_eq5_expr() -> sp.Expr:
     """Eq. (5) as printed: E||x_i^(1)||^2 in terms of the moments E||x||^2, E||mu||^2, E[x^T mu]."""
     return (
-        (1 + eta / (k - 1)) ** 2 * _Exx
-        + eta**2 * (k / (k - 1)) ** 2 * _Emm
-        - 2 * eta * k / (k - 1) * (1 + eta / (k - 1)) * _Exm
+        (1 + eta / (k - 1)) ** 2 * E_XX
+        + eta**2 * (k / (k - 1)) ** 2 * E_MUMU
+        - 2 * eta * k / (k - 1) * (1 + eta / (k - 1)) * E_XMU
     )
 
 
@@ -160,7 +160,7 @@ def paper_closed_form_expr() -> sp.Expr:
 
 
 @functools.lru_cache(maxsize=None)
-def _step_coefficients() -> tuple[sp.Expr, sp.Expr]:
+def step_coefficients() -> tuple[sp.Expr, sp.Expr]:
     """x_i^(1) = A x_i - Bc mu with A = 1 + eta/(k-1), Bc = eta k/(k-1), obtained by expanding the step."""
     # x_i - eta/(k-1) (k mu - x_i): collect the coefficients of the abstract vectors x_i and mu.
     xi, mu = sp.symbols("x_i mu", commutative=True)
@@ -174,7 +174,7 @@ def mean_after_step_expr() -> sp.Expr:
 
     (1/k) sum_i (A x_i - Bc mu) = A mu - Bc mu, because (1/k) sum_i x_i = mu by definition.
     """
-    a_coef, b_coef = _step_coefficients()
+    a_coef, b_coef = step_coefficients()
     i = sp.Symbol("i", integer=True, positive=True)
     # Sum over i of the coefficient of mu contributed by each term, divided by k.
     total = sp.summation(a_coef / k, (i, 1, k)) - sp.summation(b_coef / k, (i, 1, k))
@@ -198,9 +198,9 @@ def moment_exprs() -> dict[str, sp.Expr]:
 @functools.lru_cache(maxsize=None)
 def eq5_derived_expr() -> sp.Expr:
     """E||A x - Bc mu||^2 expanded by bilinearity, in the moment symbols (must agree with printed Eq. (5))."""
-    a_coef, b_coef = _step_coefficients()
+    a_coef, b_coef = step_coefficients()
     coeffs = [a_coef, -b_coef]
-    gram = [[_Exx, _Exm], [_Exm, _Emm]]
+    gram = [[E_XX, E_XMU], [E_XMU, E_MUMU]]
     return sp.expand(sum(coeffs[p] * coeffs[r] * gram[p][r] for p in range(2) for r in range(2)))
 
 
@@ -208,7 +208,7 @@ def eq5_derived_expr() -> sp.Expr:
 def norm_sq_expr() -> sp.Expr:
     """Derived E||x_i^(1)||^2 under the proof's moment assumptions: 1 + eta^2/(k-1)."""
     m = moment_exprs()
-    expr = eq5_derived_expr().subs({_Exx: m["E_xx"], _Emm: m["E_mumu"], _Exm: m["E_xmu"]})
+    expr = eq5_derived_expr().subs({E_XX: m["E_xx"], E_MUMU: m["E_mumu"], E_XMU: m["E_xmu"]})
     return sp.simplify(sp.factor(expr))
 
 
@@ -264,7 +264,7 @@ def corrected_ratio_denominator_expr() -> sp.Expr:
 @functools.lru_cache(maxsize=None)
 def r_expr() -> sp.Expr:
     """r = Bc / A = eta k / (k - 1 + eta), the first-order coupling in the linearised mean map."""
-    a_coef, b_coef = _step_coefficients()
+    a_coef, b_coef = step_coefficients()
     return sp.factor(sp.simplify(b_coef / a_coef))
 
 
@@ -280,7 +280,7 @@ def mean_factor_expr() -> sp.Expr:
     mu^new = t [(1 - r) u + r G u] + O(t^2).  On G u = g u this is the returned scalar.
     """
     # Work with k = q + 2 (q > 0) so that sympy knows A = 1 + eta/(k-1) > 0 inside the square root.
-    a_coef, b_coef = (c.subs(k, q + 2) for c in _step_coefficients())
+    a_coef, b_coef = (c.subs(k, q + 2) for c in step_coefficients())
     t, ci, nu = sp.symbols("t c_i n_u", real=True)
     norm = sp.sqrt(a_coef**2 - 2 * a_coef * b_coef * t * ci + b_coef**2 * t**2 * nu)
     alpha = a_coef / norm  # coefficient of x_i in x_i^new

@@ -8,6 +8,8 @@ import ast
 import pytest
 
 from tests.helpers import REPO, fail_on_call, no_compute, refused, snapshot
+from theory import theorem1_claims as t1c
+from theory.verdict import Claim
 
 
 def test_interrupted_theory_outputs_stay_byte_identical(tmp_path, monkeypatch, capsys):
@@ -16,7 +18,7 @@ def test_interrupted_theory_outputs_stay_byte_identical(tmp_path, monkeypatch, c
     from theory import __main__ as cli
     from theory import report
 
-    fake = [report.Claim("X-1", "a claim", "a method", "holds", "a detail")]
+    fake = [Claim("X-1", "a claim", "a method", "holds", "a detail")]
     monkeypatch.setattr(report, "all_claims", lambda fast=False, progress=True: fake)
     md, fig = tmp_path / "r" / "report.md", tmp_path / "f" / "bound.png"
     argv = ["--markdown", str(md), "--figure", str(fig), "--no-progress"]
@@ -24,7 +26,7 @@ def test_interrupted_theory_outputs_stay_byte_identical(tmp_path, monkeypatch, c
     before_md, before_fig = snapshot(md.parent), snapshot(fig.parent)
     assert set(before_fig) == {"bound.png", "theorem1_bound.csv"}
 
-    fake[0] = report.Claim("X-1", "a claim", "a method", "fails", "another detail")  # the next run differs
+    fake[0] = Claim("X-1", "a claim", "a method", "fails", "another detail")  # the next run differs
     with monkeypatch.context() as m:
         m.setattr(matplotlib.figure.Figure, "savefig", fail_on_call(1)(matplotlib.figure.Figure.savefig))
         with pytest.raises(KeyboardInterrupt):
@@ -71,10 +73,12 @@ def test_theorem1_float_api_takes_eps_and_refuses_non_integer_k():
 
 
 def test_no_theory_verdict_is_a_constant():
-    """Every Claim(...) in theory/report.py gets its verdict from an expression, except 'not checked'
+    """Every Claim(...) in theory/*_claims.py gets its verdict from an expression, except 'not checked'
     (the check could not run at all)."""
-    tree = ast.parse((REPO / "theory" / "report.py").read_text())
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "Claim"]
+    files = sorted((REPO / "theory").glob("*_claims.py"))
+    assert len(files) >= 3
+    calls = [n for f in files for n in ast.walk(ast.parse(f.read_text()))
+             if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "Claim"]
     assert len(calls) >= 20
     constant = [ast.unparse(c.args[3]) for c in calls
                 if len(c.args) > 3 and isinstance(c.args[3], ast.Constant) and c.args[3].value != "not checked"]
@@ -82,24 +86,21 @@ def test_no_theory_verdict_is_a_constant():
 
 
 def test_t1_k30_verdict_follows_the_printed_values(monkeypatch):
-    from theory import report
     from theory.paper_data import PAPER_QUOTES
 
-    claim = report.t1_k30_claim()
+    claim = t1c.k30_claim()
     assert claim.verdict == "holds with correction"
     assert "printed closed form 2.0333" in claim.detail and "matches: printed closed form" in claim.detail
     quote = dict(PAPER_QUOTES["theorem1_bound_k30"])
     for value, verdict in [("2.07", "holds"), ("2.50", "fails")]:
         monkeypatch.setitem(PAPER_QUOTES, "theorem1_bound_k30", {**quote, "value": value})
-        assert report.t1_k30_claim().verdict == verdict
-    assert report.k30_verdict(["printed ratio"], bracket=False) == "fails"
+        assert t1c.k30_claim().verdict == verdict
+    assert t1c.k30_verdict(["printed ratio"], bracket=False) == "fails"
 
 
 def test_t1_proof_verdict_is_computed():
-    from theory import report
-
-    claim = report.t1_proof_claim(fast=True)
+    claim = t1c.proof_claim(fast=True)
     assert claim.verdict == "fails"
     assert "k = 30: (0, inf)" in claim.detail and "k = 30: (0, 29/14]" in claim.detail
-    assert report.proof_verdict(last_step_void=False, rows_above_fraction=0.0) == "holds"
-    assert report.proof_verdict(last_step_void=False, rows_above_fraction=0.3) == "fails"
+    assert t1c.proof_verdict(last_step_void=False, rows_above_fraction=0.0) == "holds"
+    assert t1c.proof_verdict(last_step_void=False, rows_above_fraction=0.3) == "fails"

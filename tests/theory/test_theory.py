@@ -84,7 +84,7 @@ def test_bound_is_the_edge_of_the_feasible_set_of_inequality_2():
 
 
 def test_step_coefficients_and_mean_factor():
-    a_coef, b_coef = t1._step_coefficients()
+    a_coef, b_coef = t1.step_coefficients()
     assert _zero(a_coef - (1 + eta / (k - 1))) and _zero(b_coef - eta * k / (k - 1))
     assert _zero(t1.mean_after_step_expr() - t1.paper_mean_factor_expr())
 
@@ -141,7 +141,7 @@ def test_mean_factor_linearisation():
 
 
 def test_sign_of_differences_proven_in_q():
-    from theory.report import positive_for_k_gt_2
+    from theory.verdict import positive_for_k_gt_2
 
     ok, _ = positive_for_k_gt_2(t1.critical_lr_expr() - t1.paper_closed_form_expr())
     assert ok
@@ -260,7 +260,6 @@ def test_lclass_identity_and_signs():
 
 def test_lclass_configurations_against_loop_and_derived_values():
     from clop.losses import l_class
-
     from theory import lclass as lc
 
     gen = torch.Generator().manual_seed(0)
@@ -307,7 +306,7 @@ def claims():
 
 
 def test_report_verdicts(claims):
-    from theory.report import VERDICTS
+    from clop.claims import VERDICTS
 
     by = {c.id: c for c in claims}
     assert len(by) == len(claims)
