@@ -1,9 +1,10 @@
 """Regenerate every paper figure, table and report this suite has into paper_figures/.
 
-Run: python reproduce.py [--out DIR] [--device DEVICE] [--only NAME ...]
+Run: python reproduce.py [--out DIR] [--device DEVICE] [--only NAME ...] [--report-only]
 The default runs every step but the long ones (``table5-seeds``, about half an hour on a 2-core CPU;
 ``practice``, Sec. 5 in miniature, about an hour);
-``--only NAME`` runs any step, long ones included.
+``--only NAME`` runs any step, long ones included. The last step writes ``REPORT.md`` from every study's claim
+files (``*claims.csv``); ``--report-only`` runs only that step, from the files already in ``--out``.
 Each step is one of the suite's own scripts, run in this process. A step fails when it returns a
 non-zero status, raises, or exits (an argument error is a SystemExit with status 2); a failed step is
 reported and the later steps still run. A summary of every step (ok / FAILED with its status, time) is
@@ -19,12 +20,13 @@ import sys
 import time
 import traceback
 
-from clop.util.device import default_device
+from clop.util.cli import check_device
 from clop.util.io import check_output_dir
 
 # (name, module, argv builder) — each module exposes main(argv).
 STEPS = [
-    ("theory", "theory.__main__", lambda out, dev: ["--markdown", f"{out}/theory_report.md", "--figure", f"{out}/theorem1_bound.png"]),
+    ("theory", "theory.__main__", lambda out, dev: ["--markdown", f"{out}/theory_report.md", "--claims",
+                                                    f"{out}/theory_claims.csv", "--figure", f"{out}/theorem1_bound.png"]),
     ("figure3", "simulations.lr_bound", lambda out, dev: ["--out", out] + (["--device", dev] if dev else [])),
     ("figure4", "simulations.dimensional_collapse", lambda out, dev: ["--out", out] + (["--device", dev] if dev else [])),
     ("table5", "simulations.synthetic_ffn", lambda out, dev: ["--out", out] + (["--device", dev] if dev else [])),
@@ -38,7 +40,9 @@ STEPS = [
     # Sec. 5 in miniature on 8x8 digits: 366 runs, about an hour on a 2-core CPU; runs in runs/practice.
     ("practice", "training.practice", lambda out, dev: ["--out", f"{out}/practice"] + (["--device", dev] if dev else [])),
 ]
+STEPS.append(("report", "clop.claims_report", lambda out, dev: ["--root", out]))  # last: reads every study's claims
 LONG_STEPS = {"table5-seeds", "practice"}  # not in the default run
+REPORT_STEPS = {"report"}  # what --report-only runs: rebuilt from the claim files already in --out
 
 
 def _exit_status(exc: SystemExit) -> int:
@@ -79,17 +83,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="torch device for the simulations (default: cuda if present, else cpu)")
     parser.add_argument("--only", nargs="+", choices=[s[0] for s in STEPS],
                         help=f"run only these steps (default: all but {', '.join(sorted(LONG_STEPS))})")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only rebuild REPORT.md from the claim files already in --out (seconds)")
     args = parser.parse_args(argv)
+    if args.report_only and args.only:
+        parser.error("--report-only and --only exclude each other; pass one of them")
     try:  # settings every step shares, checked once before the first step
-        default_device(args.device)
+        check_device(args.device, "--device")
         check_output_dir(args.out, "--out")
     except ValueError as exc:
-        parser.error(str(exc) if str(exc).startswith("--") else f"--device: {exc}")
+        parser.error(str(exc))
     results: list[tuple[str, int, float]] = []
     current = None
     try:
         for name, module, build in STEPS:
-            if (args.only and name not in args.only) or (not args.only and name in LONG_STEPS):
+            if args.report_only:
+                if name not in REPORT_STEPS:
+                    continue
+            elif (args.only and name not in args.only) or (not args.only and name in LONG_STEPS):
                 continue
             current = name
             start = time.perf_counter()

@@ -1,10 +1,11 @@
 """``python -m theory``: run every theory check of the CLOP paper and print the verdicts.
 
 Options: ``--json`` (JSON list of {id, claim, method, verdict, detail}), ``--markdown PATH`` (report with
-the exact expressions), ``--figure PATH`` (Theorem 1 bound vs k; CSV theorem1_bound.csv written beside it; theory/figure.py),
-``--fast`` (smaller Monte Carlo).  See theory/report.py.
+the exact expressions), ``--claims PATH`` (the suite's claim records, :mod:`clop.claims`), ``--figure PATH``
+(Theorem 1 bound vs k; CSV theorem1_bound.csv written beside it; :mod:`theory.figure`), ``--fast`` (smaller
+Monte Carlo).  See :mod:`theory.report`.
 
-Both output paths are checked before any computation (a folder, an unwritable folder or a figure suffix
+Every output path is checked before any computation (a folder, an unwritable folder or a figure suffix
 matplotlib cannot write ends the command with exit status 2 and a message naming the flag). Every file
 is written to a temporary file beside its final name and renamed into place; the figure and its CSV are
 put in place together, so an interrupted run leaves the previous outputs as they were.
@@ -22,10 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of the table")
     parser.add_argument("--markdown", metavar="PATH", help="write a Markdown report to PATH")
     parser.add_argument("--figure", metavar="PATH", help="write the Theorem 1 bound figure to PATH (CSV beside it)")
+    parser.add_argument("--claims", metavar="PATH", help="write the claims as the suite's claim records (CSV) to PATH")
     parser.add_argument("--fast", action="store_true", help="smaller Monte Carlo and Jacobian checks")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
 
+    from clop.claims import claims_csv
     from clop.util.io import atomic_write_text, check_output_file
     from theory import figure, report
 
@@ -35,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.figure:
             figure.figure_format(args.figure, "--figure")
             check_output_file(args.figure, "--figure")
+        if args.claims:
+            check_output_file(args.claims, "--claims")
     except ValueError as exc:
         parser.error(str(exc))
     start = time.perf_counter()
@@ -43,9 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         csv_path = figure.write_figure(args.figure)
         print(f"wrote {args.figure} and {csv_path}", file=sys.stderr)
     elapsed = time.perf_counter() - start
+    texts = {}  # rendered before either is written, so the two renames follow each other at once
     if args.markdown:
-        atomic_write_text(args.markdown, report.to_markdown(claims, runtime_s=elapsed))
-        print(f"wrote {args.markdown}", file=sys.stderr)
+        texts[args.markdown] = report.to_markdown(claims, runtime_s=elapsed)
+    if args.claims:
+        texts[args.claims] = claims_csv(report.records(claims))
+    for path, text in texts.items():
+        atomic_write_text(path, text)
+        print(f"wrote {path}", file=sys.stderr)
     if args.json:
         print(report.to_json(claims))
     else:

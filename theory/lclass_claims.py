@@ -25,6 +25,7 @@ def identity_claim(fast: bool = False) -> Claim:
         "holds" if equal(unit, lc.k) and explicit else "fails",
         f"||sum x||^2 - sum_(i!=j) = {before} = {unit} for symbolic k; explicit polynomial identity k = 2..6: {explicit}",
         {"||sum x_i||^2 - sum_{i != j} G_ij": before, "with G_ii = 1": unit},
+        where="Sec. 3.2 (sum identity)",
     )
 
 
@@ -38,6 +39,7 @@ def sign_claim(fast: bool = False) -> Claim:
         f"+sum_(i!=j) has minimum {signs['text_sign_min']} (zero sum), as the text says; the printed '-' sign has minimum "
         f"{signs['printed_sign_min']} at complete collapse (its value at zero sum is {signs['printed_sign_at_zero_sum']}): drop the minus",
         signs,
+        where="Sec. 3.1, Eq. (3)",
     )
 
 
@@ -57,6 +59,7 @@ def optimum_claim(fast: bool = False) -> Claim:
         f"ETF: {lc.etf_value_expr()} (symbolic) and numerically; inverted pairs -k with rank k/2 "
         f"({[rw['rank'] for rw in by['inverted groups (pairs)']]}); orthonormal 0; minimisers = exactly the zero-sum unit configurations",
         {"ETF value": lc.etf_value_expr()},
+        where="Sec. 3.2 (optimum of L_class)",
     )
 
 
@@ -71,6 +74,7 @@ def rank_claim(fast: bool = False) -> Claim:
         "holds" if rank_ok else "fails",
         f"descent reached L_class = -k with rank k-1 and unequal similarities (spread >= {min(rw['gram_spread'] for rw in desc):.2f}) in all "
         f"{len(desc)} runs; but not every minimiser has rank k-1 (inverted pairs: k/2)",
+        where="Sec. 3.2, Figure 4",
     )
 
 
@@ -88,6 +92,7 @@ def lemma2_claim(fast: bool = False) -> Claim:
         f"unique minimiser x_k = -s/||s|| (in the span; s != 0 by independence), value -2||s||; no competitor beat it "
         f"(best random candidate >= {-n2['max_random_improvement']:.2f} above it; projected GD reaches it to {n2['max_pgd_gap']:.0e}); out-of-span residual {n2['max_span_residual']:.0e}",
         {"minimiser": sp.Matrix(lag["best_x"]), "minimum of 2 x.s": lag["best_value"]},
+        where="Sec. 3.2, Lemma 2",
     )
 
 
@@ -102,6 +107,7 @@ def lemma2_proof_claim(fast: bool = False) -> Claim:
         "holds with correction" if ae["fraction_strictly_lower"] == 1.0 and ae["max_rank_after"] == ae["k"] - 1 and eq_case else "fails",
         f"strictly lower in {ae['fraction_strictly_lower']:.0%} of draws, rank k-1 after; but when sum_i x_i.x_k^par = 0 (measure zero) L(X') = L(X), "
         f"equality not '>' ({eq['l_class_before']:.4f} both); the heading should read Lemma 2",
+        where="Appendix E",
     )
 
 

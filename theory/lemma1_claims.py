@@ -24,6 +24,7 @@ def stationary_claim(fast: bool = False) -> Claim:
         "holds" if stationary else "fails",
         f"max |grad|: all-equal {grads['all_equal']:.1e}, co-linear {grads['colinear']:.1e}, random {grads['random']:.2f}; w.r.t. the normalised u: "
         f"all-equal {ugrads['all_equal']:.1e}, co-linear {ugrads['colinear']:.2f} (radial; tangential part {ugrads['colinear_tangential']:.0e})",
+        where="Sec. 3.1, Lemma 1; Appendix C",
     )
 
 
@@ -41,6 +42,7 @@ def minima_claim(fast: bool = False) -> Claim:
         f"stationary but saddles: embedding Hessian min eigenvalue {h_eq['min_eig']:.3f} ({h_eq['n_negative']} negative) at all-equal, "
         f"{h_col['min_eig']:.3f} ({h_col['n_negative']} negative) at co-linear; network head Hessian min {net['min_eig']:.3f}. "
         "The proof shows only zero gradient; a family f that cannot move its outputs apart would make collapse trivially minimal",
+        where="Sec. 3.1, Lemma 1",
     )
 
 
@@ -58,6 +60,7 @@ def p_star_claim(fast: bool = False) -> Claim:
         f"derived P* = {ps['P_star']} (numerically {pn['prob_positive']:.6f} for |I| = {pn['views']}); -log 1/(|I|-1) is the loss there, "
         f"not the probability; the zero-gradient display holds for any P* (coefficient {ps['gradient_coefficient']}); appendix heading says 'Theorem 1'",
         {"derived P*": ps["P_star"], "printed P*": ps["paper_P_star"], "loss at collapse": ps["loss_at_collapse"]},
+        where="Appendix C (P*)",
     )
 
 

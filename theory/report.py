@@ -13,13 +13,14 @@ import json
 
 import sympy as sp
 
+from clop import claims as suite_claims
 from clop.claims import VERDICTS
 from clop.util.progress import progress_bar
 from theory import lclass_claims, lemma1_claims, theorem1_claims
 from theory import theorem1 as t1
 from theory.verdict import Claim
 
-__all__ = ["CLAIMS", "all_claims", "format_table", "to_json", "to_markdown"]
+__all__ = ["CLAIMS", "all_claims", "records", "format_table", "to_json", "to_markdown"]
 
 CLAIMS = [*theorem1_claims.CLAIMS, *lemma1_claims.CLAIMS, *lclass_claims.CLAIMS]
 """Every theory claim function, in the report's order."""
@@ -28,6 +29,15 @@ CLAIMS = [*theorem1_claims.CLAIMS, *lemma1_claims.CLAIMS, *lclass_claims.CLAIMS]
 def all_claims(fast: bool = False, progress: bool = True) -> list[Claim]:
     """Run every check of :data:`CLAIMS`; ``fast`` shrinks Monte Carlo sizes (used by tests)."""
     return [fn(fast) for fn in progress_bar(CLAIMS, desc="theory checks", enabled=progress, unit="claim")]
+
+
+def records(claims: list[Claim], report: str = "theory_report.md",
+            command: str = "python -m theory --markdown paper_figures/theory_report.md "
+                           "--claims paper_figures/theory_claims.csv") -> list[suite_claims.Claim]:
+    """The theory claims as the suite's claim records (:mod:`clop.claims`): the paper's statement, the
+    method, the verdict and the detail, with ``report`` (relative to paper_figures/) as their evidence."""
+    return [suite_claims.Claim(id=c.id, where=c.where, quote=c.claim, tested=c.method, verdict=c.verdict,
+                               result=c.detail, evidence=report, command=command) for c in claims]
 
 
 def _latex(expr) -> str:

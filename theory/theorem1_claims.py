@@ -100,6 +100,7 @@ def step_claim(fast: bool = False) -> Claim:
         ("holds with correction" if n_reads_k else "holds") if ok_sym and autograd_err < 1e-12 else "fails",
         f"printed minus k-form step = ({step_gap}) mu: 'n mu' must read 'k mu' ({n_reads_k}; then the two printed forms agree); grad_(x_i) L_class = 2(k mu - x_i), so this eta = 2(k-1) x (plain GD learning rate) [{how}; autograd max error {autograd_err:.1e}]",
         {"coefficients (A, B) of x_i and mu": sp.Tuple(*t1.step_coefficients()), "eta from a plain learning rate lr": t1.appendix_d_eta_from_plain_lr(sp.Symbol("lr", positive=True), k)},
+        where="Appendix D (the update step)",
     )
 
 
@@ -112,6 +113,7 @@ def mean_claim(fast: bool = False) -> Claim:
         "holds" if equal(mean_c, t1.paper_mean_factor_expr()) else "fails",
         f"derived factor {mean_c} equals the paper's (1 - eta)",
         {"derived mean factor": mean_c},
+        where="Appendix D (mean after the step)",
     )
 
 
@@ -128,6 +130,7 @@ def moments_claim(fast: bool = False) -> Claim:
         "holds" if equal(mom["E_mumu"], 1 / k) and equal(mom["E_xmu"], 1 / k) and max_z_mom < 4 else "fails",
         f"derived E||mu||^2 = {mom['E_mumu']}, E[x^T mu] = {mom['E_xmu']}; Monte Carlo within {max_z_mom:.1f} standard errors",
         {"E||mu||^2": mom["E_mumu"], "E[x^T mu]": mom["E_xmu"]},
+        where="Appendix D, Eqs. (6)-(7)",
     )
 
 
@@ -141,6 +144,7 @@ def eq5_claim(fast: bool = False) -> Claim:
         "holds" if eq5_ok and first_line_ok else "fails",
         f"Eq. (5) matches the expansion: {eq5_ok}; the printed first line simplifies to {sp.factor(t1.paper_norm_sq_first_line_expr())} = 1 + eta^2/(k-1): {first_line_ok}",
         {"Eq. (5) derived": sp.collect(t1.eq5_derived_expr(), [t1.E_XX, t1.E_MUMU, t1.E_XMU], sp.factor), "first line, simplified": sp.factor(t1.paper_norm_sq_first_line_expr())},
+        where="Appendix D, Eq. (5)",
     )
 
 
@@ -157,6 +161,7 @@ def norm_poly_claim(fast: bool = False) -> Claim:
         f"derived E||x^(1)||^2 = 1 + eta^2/(k-1); printed - derived = {f.norm_sq_gap} (an expansion slip); Monte Carlo: derived within "
         f"{max_z_der:.1f} SE everywhere, printed off by >= {min_z_pap:.0f} SE",
         {"derived": f.derived_norm_sq, "printed": f.printed_norm_sq, "printed - derived": f.norm_sq_gap},
+        where="Sec. 3.1, Eq. (2); Appendix D",
     )
 
 
@@ -173,6 +178,7 @@ def linear_ineq_claim(fast: bool = False) -> Claim:
         "holds" if lin_ok and ratio_ok else "fails",
         f"both steps follow correctly from the printed polynomial (so they inherit its error, T1-norm-poly); solve gives {from_poly}",
         {"printed linear form": lin, "printed ratio": f.printed_ratio, "sympy solve with printed polynomial": from_poly},
+        where="Appendix D (the eps = 0 inequality)",
     )
 
 
@@ -187,6 +193,7 @@ def closed_form_claim(fast: bool = False) -> Claim:
         "fails" if closed_diff != 0 else "holds",
         f"the ratio simplifies to {sp.factor(f.printed_ratio)}: denominator k^3 - 3k^2 + 3k - 2 = (k-2)(k^2-k+1), not '+4k' ({den_ok}); ratio - printed = {closed_diff}",
         {"printed ratio simplified": sp.factor(f.printed_ratio), "printed closed form": f.printed_closed_form, "difference": closed_diff},
+        where="Sec. 3.1, Theorem 1 (closed form)",
     )
 
 
@@ -200,6 +207,7 @@ def asymptotic_claim(fast: bool = False) -> Claim:
         "holds" if all_to_2 else "fails",
         "all tend to 2; 1/k coefficients: " + ", ".join(f"{n} {c}" for n, (_, c) in f.series.items()),
         {f"{n}: (limit, 1/k coefficient)": sp.Tuple(*v) for n, v in f.series.items()},
+        where="Sec. 3.1, Theorem 1 (O(1) bound)",
     )
 
 
@@ -217,6 +225,7 @@ def bound_claim(fast: bool = False) -> Claim:
         f"with E||x^(1)||^2 = 1 + eta^2/(k-1): eta <= {f.bound0} at eps = 0 (= {lim} + {coef}/k + O(1/k^2)); from random starts (k=30) one step at that eta "
         f"scales E||mu|| by {growth[0]['ratio']:.3f}, at eta = 2.1 by {growth[1]['ratio']:.3f}",
         {"corrected inequality (2)": sp.Le((1 - eta) ** 2, f.derived_norm_sq * (1 + eps) ** 2), "largest eta, general eps": general, "largest eta, eps = 0": f.bound0},
+        where="Sec. 3.1, Theorem 1, Eq. (2)",
     )
 
 
@@ -247,6 +256,7 @@ def proof_claim(fast: bool = False) -> Claim:
         "Read, not computed: 'mu^(1) >= ...' compares vectors; the statement says 'learning rate mu' and sums run to n "
         "(read eta, k); the corrected bound is confirmed by T1-critical instead",
         {f"k = {kv}: eta > 0 with (1-eta)/B <= 1, and with (1-eta)^2 <= B^2": sp.Tuple(pr, sq) for kv, (pr, sq) in proof_sets.items()},
+        where="Appendix D (the argument)",
     )
 
 
@@ -304,6 +314,7 @@ def critical_claim(fast: bool = False) -> Claim:
             "ETF in-span threshold (g = 1/(k-1))": etf_span,
             "ETF in-span threshold - critical": span_gap,
         },
+        where="Sec. 3.1, Theorem 1 (eps = 0)",
     )
 
 
@@ -322,6 +333,7 @@ def tightness_claim(fast: bool = False) -> Claim:
         f"printed closed form is below the exact critical rate for every k > 2 (proven: {form_closed} has positive coefficients in q = k-2), "
         f"as is the printed ratio ({form_ratio}); 1/k coefficient 1 instead of 2",
         {"critical - printed closed form": diff_closed, "critical - printed ratio": diff_ratio},
+        where="Sec. 3.1, Figure 3 (right)",
     )
 
 
@@ -362,6 +374,7 @@ def k30_claim(fast: bool = False) -> Claim:
         f"Figure 3's {lrs[0]} (works) / {lrs[1]} (collapses) bracket the critical rate: {bracket}",
         {"critical rate at k = 30": t1.critical_lr_expr().subs(k, k30),
          "printed closed form at k = 30": t1.paper_closed_form_expr().subs(k, k30)},
+        where="Sec. 3.1, text after Figure 3",
     )
 
 

@@ -26,6 +26,7 @@ class Claim:
     verdict: str
     detail: str
     expressions: dict = dataclasses.field(default_factory=dict)
+    where: str = ""
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
