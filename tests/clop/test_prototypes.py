@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from clop import prototypes
-from clop.util.device import default_device
 from clop.prototypes import orthonormal, simplex_etf
+from clop.util.device import default_device
 
 ORTHO_SIZES = [(1, 1), (1, 7), (3, 3), (5, 17), (10, 128), (64, 64)]
 ETF_SIZES = [(2, 1), (2, 5), (3, 2), (4, 3), (5, 4), (5, 10), (10, 9), (10, 64), (33, 32)]
