@@ -17,6 +17,8 @@ import argparse
 import sys
 import time
 
+from clop.util.cli import run_main
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m theory", description="Verdicts on the CLOP paper's theory claims.")
@@ -33,25 +35,25 @@ def main(argv: list[str] | None = None) -> int:
     from theory import figure, report
 
     try:  # before any computation
-        if args.markdown:
+        if args.markdown is not None:
             check_output_file(args.markdown, "--markdown")
-        if args.figure:
-            figure.figure_format(args.figure, "--figure")
+        if args.figure is not None:
             check_output_file(args.figure, "--figure")
-        if args.claims:
+            figure.figure_format(args.figure, "--figure")
+        if args.claims is not None:
             check_output_file(args.claims, "--claims")
     except ValueError as exc:
         parser.error(str(exc))
     start = time.perf_counter()
     claims = report.all_claims(fast=args.fast, progress=not args.no_progress)
-    if args.figure:
+    if args.figure is not None:
         csv_path = figure.write_figure(args.figure)
         print(f"wrote {args.figure} and {csv_path}", file=sys.stderr)
     elapsed = time.perf_counter() - start
     texts = {}  # rendered before either is written, so the two renames follow each other at once
-    if args.markdown:
+    if args.markdown is not None:
         texts[args.markdown] = report.to_markdown(claims, runtime_s=elapsed)
-    if args.claims:
+    if args.claims is not None:
         texts[args.claims] = claims_csv(report.records(claims))
     for path, text in texts.items():
         atomic_write_text(path, text)
@@ -65,4 +67,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -8,13 +8,23 @@ traceback (scikit-learn's style of error messages).
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import sys
+from collections.abc import Callable, Sequence
 
 import torch
 
 from clop.util.device import default_device
+from clop.util.io import WriteFailedError
 
-__all__ = ["HelpFormatter", "check_device", "parse_device", "check_int", "check_positive_float"]
+__all__ = ["HelpFormatter", "check_device", "parse_device", "check_int", "check_positive_float", "check_unique",
+           "run_main", "INTERRUPTED_EXIT", "WRITE_FAILED_EXIT"]
+
+INTERRUPTED_EXIT = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+WRITE_FAILED_EXIT = 1
+"""Exit status when an output could not be written (a full disk, a file-size limit)."""
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -66,3 +76,36 @@ def check_positive_float(parser: argparse.ArgumentParser, flag: str, value: floa
     if not (math.isfinite(value) and value > 0 and (below is None or value < below)):
         allowed = "a finite number > 0" if below is None else f"a finite number in (0, {below:g})"
         parser.error(f"{flag} must be {allowed}{why}; got {value}")
+
+
+def check_unique(parser: argparse.ArgumentParser, flag: str, values: Sequence) -> None:
+    """``parser.error`` when ``values`` repeats an item (a repeated seed or loss would count twice)."""
+    seen, repeated = set(), []
+    for v in values:
+        if v in seen and v not in repeated:
+            repeated.append(v)
+        seen.add(v)
+    if repeated:
+        parser.error(f"{flag} repeats {', '.join(map(str, repeated))}; give each value once")
+
+
+def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *,
+             interrupted: str = "interrupted; no output was changed (every file is replaced only when complete)") -> int:
+    """``main(argv)`` as a command line runs it: Ctrl-C prints ``interrupted`` and exits with status 130, and an
+    output that cannot be written (full disk, file-size limit) prints one line naming it and exits with status 1,
+    instead of a traceback."""
+    try:
+        rc = main(argv)
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return INTERRUPTED_EXIT
+    except WriteFailedError as exc:
+        print(f"error: {exc.strerror}", file=sys.stderr)
+        return WRITE_FAILED_EXIT
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"error: cannot write{where}: {exc.strerror}", file=sys.stderr)
+        return WRITE_FAILED_EXIT
+    return 0 if rc is None else int(rc)

@@ -20,16 +20,28 @@ Two rules make an interrupted run harmless (Ctrl-C, SIGKILL, a full disk, an exc
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
-__all__ = ["atomic_path", "atomic_write_text", "staged_outputs", "check_output_dir", "check_output_file", "fsync_dir"]
+__all__ = ["atomic_path", "atomic_write_text", "staged_outputs", "check_output_dir", "check_output_file", "fsync_dir",
+           "WriteFailedError", "remove_stale_temporaries", "check_path_text"]
+
+LOW_SPACE_BYTES = 1 << 20
+"""A write that fails while its file system has less than this free is reported as a full disk."""
+
+
+class WriteFailedError(OSError):
+    """Writing an output file failed for a reason outside the program (a full disk, a file-size limit); the
+    file it would have replaced is intact. ``str()`` is a one-line message naming the file."""
 
 
 def fsync_dir(folder: Path) -> None:
@@ -60,13 +72,43 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def _write_failure(path: Path, tmp: Path, exc: BaseException) -> WriteFailedError | None:
+    """A :class:`WriteFailedError` when ``exc``, raised while writing ``tmp`` (for ``path``), came from a full
+    disk or a file-size limit (whatever the writer made of it: an OSError, or a library's own error such as
+    matplotlib's or torch's); None for any other failure."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        reason = os.strerror(exc.errno)
+    else:
+        reason = None
+        try:
+            import resource
+
+            limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+            if limit != resource.RLIM_INFINITY and tmp.exists() and tmp.stat().st_size >= limit:
+                reason = os.strerror(errno.EFBIG) + f" (the limit is {limit} bytes)"
+        except (ImportError, OSError, ValueError):
+            pass
+        if reason is None:
+            try:
+                if shutil.disk_usage(path.parent).free < LOW_SPACE_BYTES:
+                    reason = os.strerror(errno.ENOSPC)
+            except OSError:
+                pass
+    if reason is None:
+        return None
+    err = WriteFailedError(errno.ENOSPC, f"cannot write {str(path)!r}: {reason}; the previous file, if any, is intact")
+    err.filename = str(path)
+    return err
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the body returns, move it over ``path`` atomically.
 
     The body writes the temporary file by any means (``df.to_csv(tmp)``, ``fig.savefig(tmp)``,
     ``torch.save(obj, tmp)``). If the body raises (KeyboardInterrupt included), the temporary file is
-    removed and ``path`` is left as it was.
+    removed and ``path`` is left as it was; a failure caused by a full disk or a file-size limit is raised
+    as :class:`WriteFailedError` whatever library raised it.
     """
     path = Path(path)
     tmp = _temp_for(path)
@@ -74,8 +116,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        failure = _write_failure(path, tmp, exc) if isinstance(exc, Exception) else None
         tmp.unlink(missing_ok=True)
+        if failure is not None:
+            raise failure from exc
         raise
     fsync_dir(path.parent)
 
@@ -112,9 +157,15 @@ def staged_outputs(folder: str | os.PathLike) -> Iterator[Callable[[str], Path]]
         yield stage
         for tmp in staged.values():
             _fsync_file(tmp)
-    except BaseException:
+    except BaseException as exc:
+        failure = None
+        if isinstance(exc, Exception):
+            for name, tmp in staged.items():
+                failure = failure or _write_failure(folder / name, tmp, exc)
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
+        if failure is not None:
+            raise failure from exc
         raise
     for name, tmp in staged.items():
         os.replace(tmp, folder / name)
@@ -129,12 +180,21 @@ def _prove_writable(folder: Path) -> None:
     os.unlink(probe)
 
 
+def check_path_text(path: str | os.PathLike, flag: str) -> Path:
+    """``path`` as a Path; ``ValueError`` naming ``flag`` when it is empty or blank (an unset shell variable:
+    ``Path('')`` would silently mean the current folder)."""
+    if path is None or (isinstance(path, str) and not path.strip()):
+        raise ValueError(f"{flag} must not be empty; got {path!r} (an unset shell variable?): give a path")
+    return Path(path)
+
+
 def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     """Create the output folder ``path`` if needed and prove it writable, before any compute.
 
-    Raises ``ValueError`` naming ``flag`` when ``path`` is a file, cannot be created, or cannot be written.
+    Raises ``ValueError`` naming ``flag`` when ``path`` is empty, a file, cannot be created, or cannot be
+    written.
     """
-    path = Path(path)
+    path = check_path_text(path, flag)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {str(path)!r} is a file; expected a folder (it is created if missing)")
     try:
@@ -148,9 +208,9 @@ def check_output_file(path: str | os.PathLike, flag: str) -> Path:
     """Prove that the output file ``path`` can be written (atomically, beside its final name), before any compute.
 
     Creates the parent folder if needed. Raises ``ValueError`` naming ``flag`` and ``path`` when ``path`` is
-    an existing folder, or when its folder is a file, cannot be created or cannot be written.
+    empty or an existing folder, or when its folder is a file, cannot be created or cannot be written.
     """
-    path = Path(path)
+    path = check_path_text(path, flag)
     folder = path.parent
     if path.is_dir():
         raise ValueError(f"{flag} {str(path)!r} is a folder; expected a file path")
@@ -161,3 +221,22 @@ def check_output_file(path: str | os.PathLike, flag: str) -> Path:
     except OSError as exc:
         raise ValueError(f"{flag} {str(path)!r} cannot be written in {str(folder)!r}: {exc.strerror or exc}") from exc
     return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_path` / :func:`staged_outputs` left in ``folder`` for the
+    output files ``names`` when a run was killed (``.<stem>.<8 random characters>.tmp<suffix>``); returns them.
+
+    Call it only while this process owns ``folder`` (under its lock): another live writer's temporaries look
+    the same. Files of any other name are never touched.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    patterns = [re.compile(rf"^\.{re.escape(Path(n).stem)}\.[a-z0-9_]{{8}}\.tmp{re.escape(Path(n).suffix)}$") for n in names]
+    for entry in folder.iterdir():
+        if entry.is_file() and not entry.is_symlink() and any(p.match(entry.name) for p in patterns):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
