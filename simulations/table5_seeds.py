@@ -32,6 +32,7 @@ from clop.util.device import torch_threads  # noqa: E402
 from clop.util.io import check_output_dir, staged_outputs  # noqa: E402
 from simulations.ffn.data import REGIMES  # noqa: E402
 from simulations.ffn.seeds import agreement, markdown, pool_results  # noqa: E402
+from simulations.ffn.train import CHUNK  # noqa: E402
 
 __all__ = ["build_parser", "main"]
 
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data regimes (default both)")
     p.add_argument("--out", default="paper_figures", help="output directory (default paper_figures/)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
-    p.add_argument("--chunk", type=int, default=None, help="runs trained together (default: ffn_train's)")
+    p.add_argument("--chunk", type=int, default=None,
+                   help=f"runs trained together (default {CHUNK} on a CPU, all on CUDA, as in synthetic_ffn.py)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
     return p

@@ -138,7 +138,8 @@ def markdown(table: pd.DataFrame, pool: int, n_boot: int, runtime_s: float) -> s
         f"**Recommended: n = {best}** (the smallest n at which every verdict the pool decides comes out the "
         f"same in every block and in >= {AGREEMENT_BOOTSTRAP:.0%} of bootstrap samples). synthetic_ffn.py's default "
         f"is {default}"
-        + (" — the same." if best == default else " — they differ: update DEFAULT_SEEDS in simulations/ffn/report.py.")
+        + (" — the same." if best == default
+           else " — they differ: update DEFAULT_SEEDS in simulations/ffn/report.py.")
         if best is not None else "**No block size tried keeps every decided verdict in place**; try larger ones.",
         "",
     ]

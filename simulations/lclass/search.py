@@ -335,9 +335,9 @@ def sweep(
 
     All runs of all k are decided in one call of the engine (on the CPU the native kernel, one run at a
     time with its state in cache; batched torch operations on CUDA, every run in one chunk), from the
-    same starts as :func:`simulations.lclass.simulate.simulate` and :func:`max_stable_lr`. ``early_exit`` drops decided runs (the
-    collapse steps are the same either way; without it every run takes all ``steps`` steps).
-    ``engine``: as in :func:`max_stable_lr`.
+    same starts as :func:`simulations.lclass.simulate.simulate` and :func:`max_stable_lr`. ``early_exit``
+    drops decided runs (the collapse steps are the same either way; without it every run takes all
+    ``steps`` steps). ``engine``: as in :func:`max_stable_lr`.
     """
     ks_list = _check_ks(ks)
     m = check_size("m", m, 1)
