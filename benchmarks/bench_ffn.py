@@ -4,7 +4,7 @@ Workload: ``--seeds`` runs of one configuration (default InfoNCE + CLOP and VICR
 the cheapest per step) for ``--epochs`` epochs, trained
 
 * one run at a time (chunk 1): the plain loop over seeds;
-* in chunks of c runs, for every c of ``--chunks``: the engine of simulations/ffn_train.py.
+* in chunks of c runs, for every c of ``--chunks``: the engine of simulations/ffn/train.py.
 
 Every variant trains the same runs; their outputs are compared (they agree to float32 rounding of the
 batched products). Prints CPU time and wall time per run-epoch and the speed-up of each chunk size over
@@ -28,8 +28,10 @@ import time
 import torch
 
 from clop.util.alloc import retain_freed_memory
-from clop.util.device import default_device, torch_threads
-from simulations import ffn_data, ffn_train
+from clop.util.cli import check_int, parse_device
+from clop.util.device import torch_threads
+from simulations.ffn import data as ffn_data
+from simulations.ffn import train as ffn_train
 
 
 def time_chunk(loss: str, data, epochs: int, chunk: int, device) -> tuple[float, float, torch.Tensor]:
@@ -43,7 +45,8 @@ def time_chunk(loss: str, data, epochs: int, chunk: int, device) -> tuple[float,
     return time.process_time() - cpu, time.perf_counter() - wall, out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (every flag has a default)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=64, help="runs per configuration (default 64)")
     p.add_argument("--epochs", type=int, default=5, help="epochs per run (default 5)")
@@ -52,16 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--no-retain", action="store_true", help="leave glibc malloc's thresholds at their defaults")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     for name in ("seeds", "epochs", "threads"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be an integer >= 1; got {getattr(args, name)}")
+        check_int(p, f"--{name}", getattr(args, name), 1)
     if any(c < 1 for c in args.chunks):
         p.error(f"--chunks must be integers >= 1; got {args.chunks}")
-    try:
-        device = default_device(args.device)
-    except ValueError as exc:
-        p.error(str(exc).replace("device=", "--device "))
+    device = parse_device(p, args.device)
     retained = False if args.no_retain else retain_freed_memory()
     data = ffn_data.stack_data([ffn_data.make_data(s, **ffn_data.REGIMES["overlapping"]) for s in range(args.seeds)])
     print(f"{args.seeds} runs x {args.epochs} epochs on {device}, {args.threads} thread(s), freed memory "

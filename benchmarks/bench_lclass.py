@@ -4,8 +4,8 @@ Workload: a sweep over all ``--ks`` x ``--trials`` starts x ``--etas`` learning 
 steps each (no early exit, so every side does exactly the same runs and steps), reporting the first
 complete-collapse step of every run. The implementations, timed in the same process:
 
-* engine: :func:`simulations.lclass.sweep` with its default engine — on the CPU the native kernel
-  (:mod:`simulations.lclass_native`: one run at a time through all its steps, its state in cache), on
+* engine: :func:`simulations.lclass.search.sweep` with its default engine — on the CPU the native kernel
+  (:mod:`simulations.lclass.native`: one run at a time through all its steps, its state in cache), on
   CUDA batched torch operations; timed ``--repeat`` times (min, median, max printed);
 * torch engine (CPU only, where the default is the native kernel): the same sweep with
   ``engine="torch"``, all runs in stacked tensors, one batched program per step and cache-sized chunk;
@@ -37,9 +37,11 @@ import torch
 from clop.util.device import torch_threads
 from clop.util.progress import progress_bar
 from clop.util.cli import check_int, check_positive_float, parse_device
-from simulations._cli import check_memory
-from simulations.lclass import COLLAPSE_TOL, engine_name, initial_embeddings, reduce_coordinates, sweep
-from simulations.memory import sweep_bytes
+from simulations.cli import check_memory
+from simulations.lclass.engine import engine_name
+from simulations.lclass.memory import sweep_bytes
+from simulations.lclass.model import COLLAPSE_TOL, initial_embeddings, reduce_coordinates
+from simulations.lclass.search import sweep
 
 
 def plain_run(x0: torch.Tensor, eta: float, steps: int, tol: float = COLLAPSE_TOL) -> int:
@@ -88,7 +90,8 @@ def _memory(args: argparse.Namespace, dev: torch.device) -> tuple[int, int, str]
     return host, device, settings
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (every flag has a default: the Figure 3 workload)."""
     parser = argparse.ArgumentParser(description="Batched L_class engine vs a plain per-run loop.")
     parser.add_argument("--ks", type=int, nargs="+", default=list(range(3, 101)), help="k values (default 3..100, Figure 3)")
     parser.add_argument("--m", type=int, default=100, help="embedding dimension (default 100)")
@@ -104,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not time the torch engine on the CPU (timed by default beside the native kernel)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="timings of the engine(s), min / median / max printed (default 1; the loops run once)")
+    return parser
+
+
+def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, torch.device]:
+    """The flags, each checked (exit status 2 and a message naming the flag), and the device."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     check_int(parser, "--m", args.m, 3)
     if any(k < 3 or k > args.m for k in args.ks):
@@ -117,6 +126,68 @@ def main(argv: list[str] | None = None) -> int:
     check_int(parser, "--repeat", args.repeat, 1)
     dev = parse_device(parser, args.device)
     check_memory(parser, args, dev, _memory)
+    return args, dev
+
+
+def _time_engines(args: argparse.Namespace, dev: torch.device, variants) -> tuple[dict, dict]:
+    """The sweep with each engine of ``variants``, ``--repeat`` times, interleaved: (results, times) by name."""
+    results, times = {}, {}
+    for name, _ in variants:
+        sweep(args.ks[:2], args.m, args.etas[:1], trials=1, steps=5, device=dev, engine=name)  # warm-up
+    for _ in range(args.repeat):
+        for name, _ in variants:  # interleaved, so that a busy spell does not favour one engine
+            _sync(dev)
+            t0 = time.perf_counter()
+            results[name] = sweep(args.ks, args.m, args.etas, trials=args.trials, steps=args.steps,
+                                  seed=args.seed, device=dev, engine=name)
+            _sync(dev)
+            times.setdefault(name, []).append(time.perf_counter() - t0)
+    return results, times
+
+
+def _time_loops(args: argparse.Namespace, dev: torch.device) -> dict[str, tuple[float, np.ndarray]]:
+    """The plain loops (m-dim, and k-dim unless skipped), timed once each: label -> (seconds, collapse steps)."""
+    loops = {}
+    for reduced, label in ((False, "plain loop (m-dim)"), (True, "plain loop (k-dim)")):
+        if reduced and args.skip_reduced_loop:
+            continue
+        t0 = time.perf_counter()
+        out = plain_sweep(args.ks, args.m, args.etas, args.trials, args.steps, args.seed, dev, reduced, True)
+        _sync(dev)
+        loops[label] = (time.perf_counter() - t0, out)
+    return loops
+
+
+def _report(variants, results: dict, times: dict, loops: dict, n_runs: int) -> bool:
+    """Print the times, the speed-ups and whether every implementation agrees; returns that agreement."""
+    t_best = min(times["auto"])
+    for name, label in variants:
+        ts = sorted(times[name])
+        spread = f"  (min of {len(ts)}; median {np.median(ts):.2f}, max {ts[-1]:.2f})" if len(ts) > 1 else ""
+        line = f"{label:<24}: {ts[0]:8.2f} s"
+        if name != "auto":
+            line += f"   the default engine is {ts[0] / t_best:5.1f}x faster"
+        print(line + spread)
+    for label, (t, _) in loops.items():
+        print(f"{label:<24}: {t:8.2f} s   speed-up {t / t_best:6.1f}x")
+    batched = results["auto"]
+    same = all(np.array_equal(batched, r) for r in results.values()) and all(
+        np.array_equal(batched, r) for _, r in loops.values())
+    n_col = int((batched >= 0).sum())
+    print(f"collapsed runs: {n_col}/{n_runs}; all implementations agree on every collapse step: {same}")
+    if not same:
+        others = [(label, results[name]) for name, label in variants[1:]]
+        others += [(label, r) for label, (_, r) in loops.items()]
+        for label, other in others:
+            diff = np.argwhere(batched != other)
+            if len(diff):
+                print(f"MISMATCH with {label} in {len(diff)} runs, first (k index, trial, eta index): "
+                      f"{diff[:5].tolist()}")
+    return same
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, dev = _parse(argv)
     with torch_threads(args.threads):
         n_runs = len(args.ks) * args.trials * len(args.etas)
         engine = engine_name(dev)
@@ -127,51 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         variants = [("auto", "engine (" + ("native kernel" if engine.startswith("native") else "torch ops") + ")")]
         if dev.type == "cpu" and engine.startswith("native") and not args.skip_torch_engine:
             variants.append(("torch", "torch engine"))
-        results, times = {}, {}
-        for name, _ in variants:
-            sweep(args.ks[:2], args.m, args.etas[:1], trials=1, steps=5, device=dev, engine=name)  # warm-up
-        for _ in range(args.repeat):
-            for name, _ in variants:  # interleaved, so that a busy spell does not favour one engine
-                _sync(dev)
-                t0 = time.perf_counter()
-                results[name] = sweep(args.ks, args.m, args.etas, trials=args.trials, steps=args.steps,
-                                      seed=args.seed, device=dev, engine=name)
-                _sync(dev)
-                times.setdefault(name, []).append(time.perf_counter() - t0)
-        batched = results["auto"]
-        t0 = time.perf_counter()
-        loop_m = plain_sweep(args.ks, args.m, args.etas, args.trials, args.steps, args.seed, dev, False, True)
-        _sync(dev)
-        t_loop_m = time.perf_counter() - t0
-        loops = {"plain loop (m-dim)": (t_loop_m, loop_m)}
-        if not args.skip_reduced_loop:
-            t0 = time.perf_counter()
-            loop_k = plain_sweep(args.ks, args.m, args.etas, args.trials, args.steps, args.seed, dev, True, True)
-            _sync(dev)
-            loops["plain loop (k-dim)"] = (time.perf_counter() - t0, loop_k)
-        t_best = min(times["auto"])
-        for name, label in variants:
-            ts = sorted(times[name])
-            spread = f"  (min of {len(ts)}; median {np.median(ts):.2f}, max {ts[-1]:.2f})" if len(ts) > 1 else ""
-            line = f"{label:<24}: {ts[0]:8.2f} s"
-            if name != "auto":
-                line += f"   the default engine is {ts[0] / t_best:5.1f}x faster"
-            print(line + spread)
-        for label, (t, _) in loops.items():
-            print(f"{label:<24}: {t:8.2f} s   speed-up {t / t_best:6.1f}x")
-        same = all(np.array_equal(batched, r) for r in results.values()) and all(
-            np.array_equal(batched, r) for _, r in loops.values())
-        n_col = int((batched >= 0).sum())
-        print(f"collapsed runs: {n_col}/{n_runs}; all implementations agree on every collapse step: {same}")
-        if not same:
-            others = [(label, results[name]) for name, label in variants[1:]]
-            others += [(label, r) for label, (_, r) in loops.items()]
-            for label, other in others:
-                diff = np.argwhere(batched != other)
-                if len(diff):
-                    print(f"MISMATCH with {label} in {len(diff)} runs, first (k index, trial, eta index): "
-                          f"{diff[:5].tolist()}")
-        return 0 if same else 1
+        results, times = _time_engines(args, dev, variants)
+        loops = _time_loops(args, dev)
+        return 0 if _report(variants, results, times, loops, n_runs) else 1
 
 
 if __name__ == "__main__":

@@ -7,19 +7,20 @@ python simulations/synthetic_ffn.py --magnitudes normal --min-angle 0 --out pape
 Writes table5.csv (one row per run), table5_verdicts.csv (per loss: the paired gain, its 95 % interval and
 both verdicts), table5.md (the report), figure5_embeddings.csv and figure5.png (seed 0's embeddings) under
 --out. All five are staged and put in place together at the end (clop.util.io.staged_outputs), so an
-interrupted run leaves the previous complete set as it was.
+interrupted run leaves the previous complete set as it was. Every flag, ``--device``, ``--out`` and the
+memory the run needs are checked before any training (exit status 2 and a message naming the flag); a run
+that diverges ends with exit status 2 and writes nothing.
 
-The pieces: simulations/ffn_data.py (the data and the reference classifiers), simulations/ffn_train.py
-(the network, the batched training and the evaluation), clop/stats.py (the paired interval and the verdict
-rules), simulations/table5_report.py (the tables and table5.md),
-simulations/figure5_plot.py (Figure 5), simulations/table5_seeds.py (the study behind the default number
-of seeds).
+The pieces: :mod:`simulations.ffn.data` (the data and the reference classifiers),
+:mod:`simulations.ffn.train` (the network, the batched training and the evaluation), :mod:`clop.stats`
+(the paired interval and the verdict rules), :mod:`simulations.ffn.report` (the tables and table5.md),
+:mod:`simulations.ffn.plot` (Figure 5); ``simulations/table5_seeds.py`` is the study behind the default
+number of seeds.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -30,11 +31,14 @@ if __package__ in (None, ""):  # run as `python simulations/synthetic_ffn.py`: m
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clop.util.alloc import retain_freed_memory  # noqa: E402
-from clop.util.device import default_device, torch_threads  # noqa: E402
+from clop.util.cli import check_int, check_positive_float, parse_device  # noqa: E402
+from clop.util.device import torch_threads  # noqa: E402
 from clop.util.io import check_output_dir, staged_outputs  # noqa: E402
-from simulations import ffn_data, ffn_train, table5_report  # noqa: E402
-from simulations.figure5_plot import embeddings_frame, plot_figure5  # noqa: E402
-from simulations.memory import check_fits  # noqa: E402
+from clop.util.memory import check_fits  # noqa: E402
+from simulations.ffn import data as ffn_data  # noqa: E402
+from simulations.ffn import report as table5_report  # noqa: E402
+from simulations.ffn import train as ffn_train  # noqa: E402
+from simulations.ffn.plot import embeddings_frame, plot_figure5  # noqa: E402
 
 __all__ = ["build_parser", "run", "main"]
 
@@ -82,17 +86,16 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> torc
     """Every check that can fail before compute: ranges, the device, the output folder, the memory."""
     for name, least in (("seeds", 1), ("epochs", 1), ("hidden", 1), ("batch_size", 2), ("threads", 1),
                         ("chunk", 1), ("seed", 0)):
-        if getattr(args, name) is not None and getattr(args, name) < least:
-            parser.error(f"--{name.replace('_', '-')} must be an integer >= {least}; got {getattr(args, name)}")
+        if getattr(args, name) is not None:
+            check_int(parser, f"--{name.replace('_', '-')}", getattr(args, name), least)
     if not 0 <= args.min_angle < 90:
         parser.error(f"--min-angle must be in [0, 90) degrees; got {args.min_angle}")
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        parser.error(f"--lr must be a finite number > 0; got {args.lr}")
+    check_positive_float(parser, "--lr", args.lr)
+    device = parse_device(parser, args.device)
     try:
-        device = default_device(args.device)
         check_output_dir(args.out)
     except ValueError as exc:
-        parser.error(str(exc).replace("device=", "--device "))
+        parser.error(str(exc))
     chunk = args.chunk or (args.seeds if device.type == "cuda" else ffn_train.CHUNK)
     need = ffn_train.estimate_bytes(args.seeds, 2 * len(args.losses), chunk=chunk, hidden=args.hidden,
                                     batch_size=args.batch_size)

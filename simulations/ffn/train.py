@@ -5,7 +5,7 @@ with or without the CLOP term of Eq. (4),
 
     L_CLOP = L_CL + lambda * sum_{i in S} (1 - s(z_i, c_{y_i})),
 
-on the data of simulations/ffn_data.py; the views add Gaussian noise (mean 0, variance 0.05) and invert
+on the data of :mod:`simulations.ffn.data`; the views add Gaussian noise (mean 0, variance 0.05) and invert
 the sign with probability 0.5 (Section 4). Choices the paper leaves open (printed into every table5.md):
 
 * FFN R^3 -> 32 -> 32 -> R^3: Linear, ReLU, Linear, ReLU, Linear (three linear layers), PyTorch's
@@ -13,9 +13,8 @@ the sign with probability 0.5 (Section 4). Choices the paper leaves open (printe
 * views: v = s * (x + e) with e ~ N(0, 0.05 * I_3) and s = +-1 with probability 1/2, drawn independently
   for the two views, for every point, every epoch;
 * mini-batches of 100 points (a fresh random order per epoch, 5 optimiser steps per epoch), 200 epochs
-  (1000 steps), Adam(lr = 1e-2, betas (0.9, 0.999)), float32. Chosen from the training-loss curves
-  (3 seeds, all 8 configurations): at lr 1e-3 VICReg was still falling steeply at epoch 400; at 1e-2 the
-  InfoNCE, DCL and Barlow Twins losses are flat after ~50 epochs and VICReg's has flattened by ~200;
+  (1000 steps), Adam(lr = 1e-2, betas (0.9, 0.999)), float32, chosen from the training-loss curves so that
+  every loss has flattened by the last epoch (docs/simulations.md);
 * loss inputs: the raw network outputs z1, z2 = f(v1), f(v2) go to every base loss. InfoNCE (temperature
   0.5) and DCL (temperature 0.1) L2-normalise internally; Barlow Twins (lambda_offdiag = 5e-3) sees the
   raw outputs and standardises them along the batch itself; VICReg (clop.losses defaults) sees the raw
@@ -39,8 +38,8 @@ elementwise, so one Adam over the stacked weights of the summed per-seed losses 
 S separate optimisers (a test checks batched == separate). The base losses are mapped over seeds with
 torch.func.vmap (``loss_mode="auto"`` falls back to a Python loop over seeds if a loss does not vmap); the
 CLOP term of all seeds is one call of clop_term on the stacked embeddings with a stacked prototype table
-(:func:`clop_term_all_seeds`). benchmarks/bench_ffn.py measures the chunk size against training every run
-alone. One torch thread by default: the tensors are tiny.
+(:func:`clop_term_all_seeds`). The default chunk on a CPU is :data:`CHUNK` (``benchmarks/bench_ffn.py``
+measures chunk sizes against training every run alone); on CUDA all runs train at once.
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ from clop import metrics as clop_metrics
 from clop import prototypes as clop_prototypes
 from clop.util.checks import check_positive, check_size
 from clop.util.device import default_device
-from simulations.ffn_data import (
+from simulations.ffn.data import (
     DIM,
     N_POINTS,
     NOISE_VAR,
@@ -70,8 +69,8 @@ from simulations.ffn_data import (
 
 __all__ = [
     "LOSSES", "DISPLAY", "COSINE_LOSSES", "HIDDEN", "EPOCHS", "BATCH_SIZE", "LR", "CLOP_LAMBDA", "CHUNK",
-    "estimate_bytes", "init_params", "ffn", "clop_term_all_seeds", "resolve_loss_mode", "train_runs", "embedding", "evaluate",
-    "run_experiment",
+    "estimate_bytes", "init_params", "ffn", "base_loss_fn", "clop_term_all_seeds", "resolve_loss_mode",
+    "train_runs", "embedding", "evaluate", "run_experiment",
 ]
 
 # Loss names (clop.losses.make_loss names) in the column order of Table 5, and their display names.
@@ -85,7 +84,7 @@ EPOCHS = 200
 BATCH_SIZE = 100
 LR = 1e-2
 CLOP_LAMBDA = 1.0
-CHUNK = 64  # runs trained together on a CPU (on CUDA all of them); measured by benchmarks/bench_ffn.py
+CHUNK = 64  # runs trained together on a CPU (on CUDA all of them); benchmarks/bench_ffn.py measures it
 
 
 def init_params(seeds: tuple[int, ...], *, hidden: int = HIDDEN, dim: int = DIM) -> list[torch.Tensor]:
@@ -129,7 +128,7 @@ def _augment(x: torch.Tensor, gens: list[torch.Generator], noise_var: float) -> 
     return sign[:, 0] * (x + std * noise[:, 0]), sign[:, 1] * (x + std * noise[:, 1])
 
 
-def _base_loss_fn(name: str):
+def base_loss_fn(name: str):
     """The functional base loss of clop.losses for a make_loss name, with its documented defaults."""
     if name == "infonce":
         return lambda z1, z2: clop_losses.info_nce(z1, z2, temperature=0.5)
@@ -166,7 +165,7 @@ def _batched_base(name: str, mode: str):
 
     mode "vmap" maps the clop.losses function with torch.func.vmap; "loop" calls it once per seed.
     """
-    f = _base_loss_fn(name)
+    f = base_loss_fn(name)
     if mode == "vmap":
         return torch.func.vmap(f)
     if mode == "loop":
@@ -380,6 +379,8 @@ def run_experiment(
         if name not in LOSSES:
             raise ValueError(f"losses must be a subset of {list(LOSSES)}; got {name!r}")
     data = stack_data([make_data(s, **(data_options or {})) for s in seeds])
+    training = dict(epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, device=device, loss_mode=loss_mode,
+                    chunk=chunk)
     rows, embs = [], {}
     configs = [(name, c) for name in losses for c in clop_settings]
     on_terminal = show_progress and interactive()
@@ -390,22 +391,9 @@ def run_experiment(
             label = f"{DISPLAY[name]}{' + CLOP' if c else ''}"
             bar.set_postfix_str(label)
             start = time.perf_counter()
-            z = train_runs(
-                name,
-                c,
-                data,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                hidden=hidden,
-                device=device,
-                loss_mode=loss_mode,
-                chunk=chunk,
-                progress=bar,
-            )
+            z = train_runs(name, c, data, progress=bar, **training)
             embs[(name, c)] = embedding(name, z)
-            for r in evaluate(name, z, data):
-                rows.append({"loss": name, "clop": c, **r})
+            rows += [{"loss": name, "clop": c, **r} for r in evaluate(name, z, data)]
             if show_progress and not on_terminal:
                 print(f"synthetic FFN [{i + 1}/{len(configs)}] {label}: {len(seeds)} runs x {epochs} epochs in "
                       f"{time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)

@@ -1,4 +1,5 @@
-"""Command-line plumbing shared by the figure scripts of simulations/ and benchmarks/bench_lclass.py.
+"""Command-line plumbing shared by the L_class figure scripts (``lr_bound.py``, ``dimensional_collapse.py``)
+and ``benchmarks/bench_lclass.py``.
 
 Every setting is checked before any compute, and a bad one ends the script through ``parser.error``
 (exit status 2, one line naming the flag, the value received and what is accepted), never a traceback.
@@ -15,7 +16,9 @@ import torch
 from clop.util.cli import check_int, parse_device
 from clop.util.device import torch_threads
 from clop.util.io import check_output_dir
-from simulations.memory import check_fits
+from clop.util.memory import check_fits
+
+__all__ = ["THREADS_HELP", "MemoryEstimate", "add_run_args", "check_memory", "run_script"]
 
 THREADS_HELP = ("CPU threads for torch during this run (default 1: the per-step tensors are small, and on a "
                 "small shared CPU OpenMP synchronisation per operation costs more than a second thread gains; "
@@ -35,7 +38,8 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 def check_memory(parser: argparse.ArgumentParser, args: argparse.Namespace, dev: torch.device,
                  memory: MemoryEstimate) -> None:
-    """``parser.error`` when the run's estimated memory (:mod:`simulations.memory`) exceeds what is available."""
+    """``parser.error`` when the run's estimated memory (:mod:`simulations.lclass.memory`) exceeds what is
+    available (:func:`clop.util.memory.check_fits`)."""
     host, device, settings = memory(args, dev)
     msg = check_fits(host, device, dev, settings)
     if msg is not None:

@@ -3,7 +3,7 @@
 Section 4: 500 points in R^3 in three classes, each class in its own linear subspace plus Gaussian noise
 (mean 0, variance 0.05); 10% of the points are labeled; a KNN classifier (k = 5) is fitted on the labeled
 points and scored on the others. The choices the paper leaves open are made here (and printed into every
-table5.md by simulations/table5_report.py):
+table5.md by :func:`simulations.ffn.report.choices_text`):
 
 * class sizes 167, 167, 166 (balanced; shuffled);
 * class directions u_1, u_2, u_3: uniformly random unit vectors in R^3 (normalised standard Gaussian
@@ -19,16 +19,17 @@ table5.md by simulations/table5_report.py):
 Two data regimes (:data:`REGIMES`), both reported:
 
 * ``separable`` (make_data's default): 45 degrees and |t| in [1, 2]. With CLOP the paper reaches
-  99.89-100% KNN accuracy, so its classes must be (nearly) separable; this default was fixed by that
-  criterion alone (raw-input KNN ~99%, every seed >= 95%), before and independently of any comparison of
-  CLOP with the baselines.
+  99.89-100% KNN accuracy, so its classes must be (nearly) separable; the default was fixed by that
+  criterion alone (how close KNN on the raw inputs comes to 100%: docs/simulations.md), before and
+  independently of any comparison of CLOP with the baselines.
 * ``overlapping`` (``--magnitudes normal --min-angle 0``): t ~ N(0, 1) and unconstrained random directions,
   arguably the literal reading of Sec. 4 ("Samples within each class are initialized within the same linear
-  subspace"). The three lines meet at the origin and KNN on the raw inputs reaches only ~61%.
+  subspace"). The three lines meet at the origin, so the classes overlap there.
 
 References that bound what any embedding can reach: KNN on the raw inputs (:func:`input_knn_accuracy`)
 and, for t ~ N(0, 1), the Bayes-optimal rule that knows the true directions (:func:`bayes_accuracy`).
-"""
+Seeds: one run seed gives three child seeds (:func:`child_seeds`: data, weights, augmentation), so the
+data of a seed are the same for every configuration (paired comparisons)."""
 
 from __future__ import annotations
 
@@ -154,6 +155,30 @@ def _draw_directions(k: int, dim: int, kind: str, min_angle_deg: float, g: torch
     )
 
 
+def _check_data_args(seed, n, k, dim, noise_var, label_fraction, directions, min_angle_deg,
+                     magnitudes) -> tuple[int, int, int, int]:
+    """The arguments of :func:`make_data` checked (ValueError naming the first bad one); the sizes as ints."""
+    seed = check_size("seed", seed, 0)
+    n = check_size("n", n, 1)
+    k = check_size("k", k, 1)
+    dim = check_size("dim", dim, 1)
+    if n < k:
+        raise ValueError(f"n must be >= k so that every class has a point; got n={n}, k={k}")
+    if isinstance(noise_var, bool) or not isinstance(noise_var, numbers.Real) or not noise_var >= 0:
+        raise ValueError(f"noise_var must be a real number >= 0; got {noise_var!r}")
+    if isinstance(label_fraction, bool) or not isinstance(label_fraction, numbers.Real) or not 0 < label_fraction <= 1:
+        raise ValueError(f"label_fraction must be in (0, 1]; got {label_fraction!r}")
+    if directions not in ("random", "orthogonal"):
+        raise ValueError(f"directions must be 'random' or 'orthogonal'; got {directions!r}")
+    if directions == "orthogonal" and k > dim:
+        raise ValueError(f"directions='orthogonal' needs k <= dim; got k={k}, dim={dim}")
+    if isinstance(min_angle_deg, bool) or not isinstance(min_angle_deg, numbers.Real) or not 0 <= min_angle_deg < 90:
+        raise ValueError(f"min_angle_deg must be in [0, 90); got {min_angle_deg!r}")
+    if magnitudes not in ("uniform", "normal"):
+        raise ValueError(f"magnitudes must be 'uniform' or 'normal'; got {magnitudes!r}")
+    return seed, n, k, dim
+
+
 def make_data(
     seed: int,
     *,
@@ -183,25 +208,8 @@ def make_data(
 
     Returns x: (n, dim), y: (n,), labeled: (n,), directions: (k, dim), t: (n,), clean: (n, dim).
     """
-    seed = check_size("seed", seed, 0)
-    n = check_size("n", n, 1)
-    k = check_size("k", k, 1)
-    dim = check_size("dim", dim, 1)
-    if n < k:
-        raise ValueError(f"n must be >= k so that every class has a point; got n={n}, k={k}")
-    if isinstance(noise_var, bool) or not isinstance(noise_var, numbers.Real) or not noise_var >= 0:
-        raise ValueError(f"noise_var must be a real number >= 0; got {noise_var!r}")
-    if isinstance(label_fraction, bool) or not isinstance(label_fraction, numbers.Real) or not 0 < label_fraction <= 1:
-        raise ValueError(f"label_fraction must be in (0, 1]; got {label_fraction!r}")
-    if directions not in ("random", "orthogonal"):
-        raise ValueError(f"directions must be 'random' or 'orthogonal'; got {directions!r}")
-    if directions == "orthogonal" and k > dim:
-        raise ValueError(f"directions='orthogonal' needs k <= dim; got k={k}, dim={dim}")
-    if isinstance(min_angle_deg, bool) or not isinstance(min_angle_deg, numbers.Real) or not 0 <= min_angle_deg < 90:
-        raise ValueError(f"min_angle_deg must be in [0, 90); got {min_angle_deg!r}")
-    if magnitudes not in ("uniform", "normal"):
-        raise ValueError(f"magnitudes must be 'uniform' or 'normal'; got {magnitudes!r}")
-
+    seed, n, k, dim = _check_data_args(seed, n, k, dim, noise_var, label_fraction, directions, min_angle_deg,
+                                       magnitudes)
     g = generator(child_seeds(seed)[0])
     f64 = torch.float64
     u = _draw_directions(k, dim, directions, float(min_angle_deg), g)

@@ -1,8 +1,10 @@
 """Table 5 of the CLOP paper (arXiv 2403.18699, Appendix B) set beside our runs: tables, verdicts, table5.md.
 
 The paper prints one KNN accuracy per configuration (no seeds or error bars); :data:`PAPER_TABLE5` keeps
-those numbers as data. Ours are means over seeds of the experiment in simulations/ffn_train.py; the
-CLOP-vs-baseline comparison is paired by seed and judged by clop/stats.py.
+those numbers as data. Ours are means over seeds of the experiment of :mod:`simulations.ffn.train`; the
+CLOP-vs-baseline comparison is paired by seed and judged by :mod:`clop.stats` (two claims per loss: CLOP
+raises the accuracy, and by the printed amount). Writes nothing itself: ``simulations/synthetic_ffn.py``
+writes what :func:`verdict_table` and :func:`markdown_report` return.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import numpy as np
 import pandas as pd
 
 from clop import stats as ps
-from simulations.ffn_data import MAG_HIGH, MAG_LOW, N_POINTS, NOISE_VAR, regime_of
-from simulations.ffn_train import COSINE_LOSSES, DISPLAY, LOSSES
+from simulations.ffn.data import MAG_HIGH, MAG_LOW, N_POINTS, NOISE_VAR, regime_of
+from simulations.ffn.train import COSINE_LOSSES, DISPLAY, LOSSES
 
 __all__ = [
     "PAPER_TABLE5", "REGIME_REPORT", "REGIME_LINK", "DEFAULT_SEEDS", "summarize", "paired_diffs", "paired_gain",
-    "verdict_table", "verdicts", "choices_text", "markdown_report",
+    "verdict_table", "verdicts", "printed_gain", "choices_text", "markdown_report", "NEGLIGIBLE_PP",
 ]
 
 # CLOP paper, Appendix B, Table 5: KNN accuracy (k = 5, fitted on the 10% labeled points, scored on the
@@ -40,12 +42,9 @@ NEGLIGIBLE_PP = 1.0
 REGIME_REPORT = {"separable": "paper_figures/table5.md", "overlapping": "paper_figures/table5_overlap/table5.md"}
 REGIME_LINK = {"separable": "../table5.md", "overlapping": "table5_overlap/table5.md"}
 
-# Seeds per configuration of the reported runs. Chosen with simulations/table5_seeds.py (report:
-# paper_figures/table5_seed_study.md, a pool of 400 seeds per regime): at 100 seeds every verdict the pool
-# decides came out the same in all 4 disjoint blocks and in >= 99 % of 2000 bootstrap samples; at 60 the
-# overlapping regime's InfoNCE and DCL "raises" verdicts were not yet decided in 13-21 % of the samples.
-# VICReg in the separable regime stays inconclusive even with the whole pool (13 of its 400 baseline runs
-# fail and CLOP rescues them, a heavy-tailed gain of +0.81 pp).
+# Seeds per configuration of the reported runs: the smallest number at which the seed study
+# (simulations/table5_seeds.py, paper_figures/table5_seed_study.md) found every verdict that its pool decides
+# unchanged across disjoint blocks and bootstrap samples of seeds (the study's numbers: docs/simulations.md).
 DEFAULT_SEEDS = 100
 
 
@@ -260,25 +259,15 @@ def _regime_paragraph(regime: str, results, summ: pd.DataFrame, input_acc_mean: 
     return text
 
 
-def markdown_report(results, input_acc, *, settings: dict, runtime_s: float | None = None,
-                    bayes_acc=None) -> str:
-    """table5.md: the tables (ours vs paper), the verdicts with intervals, a reading and the documented choices.
+def _mean_std(values) -> tuple[np.ndarray, float, float]:
+    """Percentages of per-seed fractions, their mean and std (NaN for a single seed)."""
+    v = 100.0 * np.asarray(values)
+    return v, float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan")
 
-    settings: seeds, base_seed, epochs, batch_size, lr, hidden, directions, min_angle_deg, magnitudes, device.
-    bayes_acc: optional per-seed accuracies of ffn_data.bayes_accuracy (magnitudes="normal" only).
-    """
-    summ = summarize(results)
-    ia = 100.0 * np.asarray(input_acc)
-    ia_std = float(ia.std(ddof=1)) if ia.size > 1 else float("nan")
-    regime = regime_of(settings["directions"], settings["min_angle_deg"], settings["magnitudes"])
+
+def _accuracy_table(summ: pd.DataFrame) -> list[str]:
+    """Our mean ± std per configuration beside the paper's number, with both ranks."""
     lines = [
-        "# Table 5 (CLOP paper, Appendix B): synthetic 3D FFN, KNN accuracy (k = 5) without / with CLOP "
-        f"— {regime} regime",
-        "",
-        _regime_paragraph(regime, results, summ, float(ia.mean())),
-        "",
-        _seed_sentence(settings),
-        "",
         "| Loss | CLOP | KNN acc. ours (%) | KNN acc. paper (%) | stable rank | entropy rank |",
         "|---|---|---|---|---|---|",
     ]
@@ -288,35 +277,73 @@ def markdown_report(results, input_acc, *, settings: dict, runtime_s: float | No
             f"{r['paper_acc']:.2f} | {_pm(r['stable_rank_mean'], r['stable_rank_std'])} | "
             f"{_pm(r['entropy_rank_mean'], r['entropy_rank_std'])} |"
         )
-    lines += ["", f"Reference: KNN (same labeled/unlabeled split) on the raw inputs x, no network: "
-                  f"{_pm(float(ia.mean()), ia_std)} %."]
+    return lines
+
+
+def _reference_lines(input_acc, bayes_acc) -> list[str]:
+    """What no embedding can beat by much: KNN on the raw inputs and, where given, the Bayes-optimal rule."""
+    _, ia_mean, ia_std = _mean_std(input_acc)
+    lines = ["", f"Reference: KNN (same labeled/unlabeled split) on the raw inputs x, no network: "
+                 f"{_pm(ia_mean, ia_std)} %."]
     if bayes_acc is not None and len(bayes_acc):
-        ba = 100.0 * np.asarray(bayes_acc)
-        ba_std = float(ba.std(ddof=1)) if ba.size > 1 else float("nan")
+        _, ba_mean, ba_std = _mean_std(bayes_acc)
         lines += [
             "",
             "Reference: the Bayes-optimal rule, which knows the true class directions u_c (x given class c is "
-            f"N(0, u_c u_c^T + {NOISE_VAR:g} I) here), on the same 450 points: {_pm(float(ba.mean()), ba_std)} %. "
+            f"N(0, u_c u_c^T + {NOISE_VAR:g} I) here), on the same 450 points: {_pm(ba_mean, ba_std)} %. "
             "No classifier can do much better on data of this kind, so the paper's 99.89-100% with CLOP cannot "
             "come from it.",
         ]
-    lines += _verdict_section(results)
+    return lines
+
+
+def _reading_lines(summ: pd.DataFrame, input_acc_mean: float) -> list[str]:
+    """The baselines' range against the raw-input accuracy, and the note on the ranks."""
+    lines = []
     base = summ[~summ["clop"].astype(bool)]
     if not base.empty:
         lo, hi = float(base["acc_mean"].min()), float(base["acc_mean"].max())
         lines += [
             "",
             f"Reading: without CLOP the mean accuracies lie between {lo:.2f}% and {hi:.2f}%, against "
-            f"{ia.mean():.2f}% for KNN on the raw inputs. The paper's baselines lose accuracy (InfoNCE 68.91%, "
+            f"{input_acc_mean:.2f}% for KNN on the raw inputs. The paper's baselines lose accuracy (InfoNCE 68.91%, "
             "DCL 88.56%, Barlow Twins 82.50%) and CLOP recovers it; a gain can only show where the baselines "
             "fall clearly below what the data allow.",
         ]
-    lines += [
+    return lines + [
         "",
         "Ranks: stable and entropy rank of the centred covariance of the 500 embeddings (clop.metrics). Three tight "
         "clusters at three orthonormal prototypes span a 2-dimensional affine plane, so CLOP's target "
         "arrangement has rank k - 1 = 2 in R^3 on this measure; a value near 3 means the points also spread "
         "within or across classes.",
+    ]
+
+
+def markdown_report(results, input_acc, *, settings: dict, runtime_s: float | None = None,
+                    bayes_acc=None) -> str:
+    """table5.md: the tables (ours vs paper), the verdicts with intervals, a reading and the documented choices.
+
+    results: the per-run table of :func:`simulations.ffn.train.run_experiment`; input_acc: per-seed KNN
+    accuracies on the raw inputs (:func:`simulations.ffn.data.input_knn_accuracy`).
+    settings: seeds, base_seed, epochs, batch_size, lr, hidden, directions, min_angle_deg, magnitudes, device.
+    bayes_acc: optional per-seed accuracies of :func:`simulations.ffn.data.bayes_accuracy`
+    (magnitudes="normal" only). runtime_s: printed on the last line when given.
+    """
+    summ = summarize(results)
+    _, ia_mean, _ = _mean_std(input_acc)
+    regime = regime_of(settings["directions"], settings["min_angle_deg"], settings["magnitudes"])
+    lines = [
+        "# Table 5 (CLOP paper, Appendix B): synthetic 3D FFN, KNN accuracy (k = 5) without / with CLOP "
+        f"— {regime} regime",
+        "",
+        _regime_paragraph(regime, results, summ, ia_mean),
+        "",
+        _seed_sentence(settings),
+        "",
+        *_accuracy_table(summ),
+        *_reference_lines(input_acc, bayes_acc),
+        *_verdict_section(results),
+        *_reading_lines(summ, ia_mean),
         "", "## Settings and the choices the paper leaves open", "",
         *choices_text(settings),
         "", f"Device: {settings.get('device', 'cpu')}.",

@@ -13,18 +13,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simulations.ffn_data import SyntheticData, knn_accuracy
-from simulations.ffn_train import COSINE_LOSSES, DISPLAY, LOSSES
-from simulations.table5_report import PAPER_TABLE5
+from simulations.ffn.data import SyntheticData, knn_accuracy
+from simulations.ffn.report import PAPER_TABLE5
+from simulations.ffn.train import COSINE_LOSSES, DISPLAY, LOSSES
 
-__all__ = ["embeddings_frame", "plot_figure5"]
+__all__ = ["COLORS", "embeddings_frame", "plot_figure5"]
 
 
 def embeddings_frame(embs: dict, data: SyntheticData, seed_index: int = 0, regime: str = "custom"):
     """Long table of the embeddings of one seed: regime, loss, clop, seed, index, label, labeled, z0, z1, z2.
 
-    regime: the data regime's name (simulations.ffn_data.regime_of), written into every row so that the figure drawn from
-    the CSV can name it.
+    regime: the data regime's name (:func:`simulations.ffn.data.regime_of`), written into every row so that
+    the figure drawn from the CSV can name it.
     """
     frames = []
     y = data.y[seed_index].numpy()
@@ -50,6 +50,34 @@ def embeddings_frame(embs: dict, data: SyntheticData, seed_index: int = 0, regim
     return pd.concat(frames, ignore_index=True)
 
 
+COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+"""Colours of the classes (class c gets COLORS[c mod 5])."""
+
+
+def _draw_panel(ax, sub: pd.DataFrame, name: str, c: bool, classes) -> None:
+    """One 3D scatter: the embeddings of one configuration, coloured by class, titled with its KNN accuracy."""
+    if sub.empty:
+        ax.set_axis_off()
+        return
+    z = sub[["z0", "z1", "z2"]].to_numpy()
+    y = sub["label"].to_numpy()
+    lab = sub["labeled"].to_numpy().astype(bool)
+    acc = knn_accuracy(z, y, lab)
+    for cl in classes:
+        m = y == cl
+        ax.scatter(z[m, 0], z[m, 1], z[m, 2], s=6, color=COLORS[int(cl) % len(COLORS)], alpha=0.7)
+    kind = "L2-normalised output" if name in COSINE_LOSSES else "raw output"
+    ax.set_title(
+        f"{DISPLAY[name]}{' + CLOP' if c else ''}\nKNN acc. {100 * acc:.2f}% "
+        f"(paper {PAPER_TABLE5[name]['with' if c else 'without']:.2f}%)\n[{kind}]",
+        fontsize=10,
+    )
+    ax.set_xlabel("$z_1$ (a.u.)", fontsize=8, labelpad=2)
+    ax.set_ylabel("$z_2$ (a.u.)", fontsize=8, labelpad=2)
+    ax.set_zlabel("$z_3$ (a.u.)", fontsize=8, labelpad=2)
+    ax.tick_params(labelsize=7, pad=0)
+
+
 def plot_figure5(embeddings: pd.DataFrame | str | os.PathLike, png_path: str | os.PathLike) -> Path:
     """Figure 5 / Table 5 pictures: 2 x 4 grid of 3D scatter plots drawn from :func:`embeddings_frame`'s table
     (a DataFrame, or the path of figure5_embeddings.csv). Writes ``png_path`` as given (no temporary file:
@@ -66,7 +94,6 @@ def plot_figure5(embeddings: pd.DataFrame | str | os.PathLike, png_path: str | o
     from matplotlib.lines import Line2D
 
     df = embeddings if isinstance(embeddings, pd.DataFrame) else pd.read_csv(embeddings)
-    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
     fig = plt.figure(figsize=(18, 10.5))
     seed = int(df["seed"].iloc[0])
     regime = str(df["regime"].iloc[0]) if "regime" in df.columns else "custom"
@@ -78,29 +105,9 @@ def plot_figure5(embeddings: pd.DataFrame | str | os.PathLike, png_path: str | o
     for row, c in enumerate((False, True)):
         for col, name in enumerate(LOSSES):
             ax = fig.add_subplot(2, 4, row * 4 + col + 1, projection="3d")
-            sub = df[(df["loss"] == name) & (df["clop"] == c)]
-            if sub.empty:
-                ax.set_axis_off()
-                continue
-            z = sub[["z0", "z1", "z2"]].to_numpy()
-            y = sub["label"].to_numpy()
-            lab = sub["labeled"].to_numpy().astype(bool)
-            acc = knn_accuracy(z, y, lab)
-            for cl in classes:
-                m = y == cl
-                ax.scatter(z[m, 0], z[m, 1], z[m, 2], s=6, color=colors[int(cl) % len(colors)], alpha=0.7)
-            kind = "L2-normalised output" if name in COSINE_LOSSES else "raw output"
-            ax.set_title(
-                f"{DISPLAY[name]}{' + CLOP' if c else ''}\nKNN acc. {100 * acc:.2f}% "
-                f"(paper {PAPER_TABLE5[name]['with' if c else 'without']:.2f}%)\n[{kind}]",
-                fontsize=10,
-            )
-            ax.set_xlabel("$z_1$ (a.u.)", fontsize=8, labelpad=2)
-            ax.set_ylabel("$z_2$ (a.u.)", fontsize=8, labelpad=2)
-            ax.set_zlabel("$z_3$ (a.u.)", fontsize=8, labelpad=2)
-            ax.tick_params(labelsize=7, pad=0)
+            _draw_panel(ax, df[(df["loss"] == name) & (df["clop"] == c)], name, c, classes)
     handles = [
-        Line2D([], [], marker="o", linestyle="", color=colors[int(cl) % len(colors)], label=f"class {int(cl)}")
+        Line2D([], [], marker="o", linestyle="", color=COLORS[int(cl) % len(COLORS)], label=f"class {int(cl)}")
         for cl in classes
     ]
     # in the right margin, below the two-line title

@@ -1,8 +1,56 @@
-"""The L_class model of :mod:`simulations.lclass`: the Appendix D update, its learning rate, the starts,
-the collapse criterion and the finite-horizon estimate of the threshold.
+"""The L_class model: the Appendix D update, its learning rate, the starts, the collapse criterion and the
+finite-horizon estimate of the threshold (arXiv 2403.18699, Eq. (3), Sec. 3.1, Theorem 1, Appendix D).
 
-Everything here is per run and cheap; the batched stepping is in :mod:`simulations.lclass_engine`. The
-formulas are derived in the docstring of :mod:`simulations.lclass`, the entry point of the package.
+Everything here is per run and cheap; the batched stepping is in :mod:`simulations.lclass.engine`.
+
+The update (Appendix D, with the misprinted ``n mu`` read as ``k mu``)
+-----------------------------------------------------------------------
+k unit class embeddings ``x_1..x_k`` in R^m (rows of ``X: (k, m)``), mean ``mu = (1/k) sum_i x_i``.
+One step moves every point by ``eta`` times the negative mean of the *other* points, then puts it back on
+the sphere::
+
+    y_i = x_i - eta * (1/(k-1)) sum_{j != i} x_j = (1 + eta/(k-1)) x_i - eta k/(k-1) mu,
+    x_i <- y_i / ||y_i||.
+
+What "learning rate" ``eta`` means here. L_class(X) = sum_{i != j} x_i.x_j (Eq. (3) with the sign the
+text means; :func:`clop.losses.l_class`) has gradient ``grad_{x_i} L_class = 2 sum_{j != i} x_j``, so a
+plain (autograd) gradient step ``x_i <- x_i - lr * grad_{x_i} L_class`` is the step above with
+
+    eta = 2 (k - 1) * lr        (:func:`eta_from_autograd_lr`, :func:`autograd_lr_from_eta`).
+
+``eta`` is the paper's learning rate throughout the package (Theorem 1, Figure 3: "2.0" and "2.1").
+
+Exact reduction to k dimensions
+-------------------------------
+The step is a linear combination of the rows followed by a row scaling, so the row space of ``X0`` is
+invariant. Writing ``X0 = C0 Q^T`` (QR of ``X0^T``; ``Q: (m, d)`` orthonormal columns, ``d = min(k, m)``,
+:func:`reduce_coordinates`), every later ``X_t = C_t Q^T`` with ``C_t: (k, d)`` following the same update.
+Gram matrix, singular values, mean norm and L_class of ``C_t`` and ``X_t`` are equal, so the engine
+simulates ``C`` at cost O(k d) per run and step instead of O(k m).
+
+Collapse criterion (used by the figures and the tests alike)
+------------------------------------------------------------
+*Complete collapse* means all embeddings at one point. For unit rows,
+``(1/k) sum_i ||x_i - mu||^2 = 1 - ||mu||^2``, so a run is completely collapsed at step t when
+
+    ||mu_t|| >= 1 - tol,     tol = COLLAPSE_TOL = 1e-6,
+
+which bounds every ``||x_i - mu|| <= sqrt(2 k tol)`` (<= 0.015 for k = 100) and makes the top singular
+value carry at least ``(1 - tol)^2`` of ``||X||_F^2 = k``. The criterion asks for the mean, not only for
+rank one: co-linear "inverted pairs" ``(x, -x, x, -x, ...)`` have rank one but zero mean; they are global
+minima of L_class (value -k for even k) and fixed points of the update (there ``y_i = (1 + eta/(k-1)) x_i``),
+and the classes stay linearly separable by sign, so they count as *not* collapsed (a dimensional, not a
+complete, collapse).
+
+Growth factors
+--------------
+Linearising the normalised step at a zero-mean configuration gives ``mu -> ((1 - c) I + c F) mu`` with
+``c = eta k / (k - 1 + eta)`` and ``F = (1/k) sum_i x_i x_i^T`` (eigenvalues in [0, 1]), so ``||mu||`` grows
+at most by ``max(1, |1 - c|)`` per step (:func:`mean_growth_factor`); around a completely collapsed state the
+spread shrinks by :func:`collapse_contraction_factor` per step. Both cross 1 at ``eta = 2(k-1)/(k-2)``, the
+critical learning rate of :func:`theory.theorem1.critical_lr`. :func:`collapse_steps_estimate` and
+:func:`finite_horizon_threshold` turn them into the first collapse step and the threshold a finite search
+measures.
 """
 
 from __future__ import annotations
@@ -16,6 +64,9 @@ from clop.util.checks import check_positive, check_size
 
 __all__ = [
     "COLLAPSE_TOL",
+    "check_k",
+    "check_etas",
+    "check_tol",
     "update_coefficients",
     "eta_from_autograd_lr",
     "autograd_lr_from_eta",
@@ -30,18 +81,20 @@ __all__ = [
 ]
 
 COLLAPSE_TOL = 1e-6
-"""Complete collapse: ``||mu|| >= 1 - COLLAPSE_TOL`` (see the docstring of :mod:`simulations.lclass`)."""
+"""Complete collapse: ``||mu|| >= 1 - COLLAPSE_TOL`` (module docstring)."""
 
 
 # --------------------------------------------------------------------------------------------------
 # argument checks
 
 
-def _check_k(name: str, value: object) -> int:
+def check_k(name: str, value: object) -> int:
+    """A number of class embeddings: an integer >= 3, else ValueError naming ``name``."""
     return check_size(name, value, 3)
 
 
-def _check_etas(etas: object) -> torch.Tensor:
+def check_etas(etas: object) -> torch.Tensor:
+    """Learning rates as a 1-D float64 tensor: non-empty, finite and > 0, else ValueError naming ``etas``."""
     try:
         e = torch.as_tensor(etas, dtype=torch.float64).reshape(-1)
     except (TypeError, ValueError, RuntimeError):
@@ -51,7 +104,8 @@ def _check_etas(etas: object) -> torch.Tensor:
     return e
 
 
-def _check_tol(tol: object) -> float:
+def check_tol(tol: object) -> float:
+    """A collapse tolerance in (0, 1), else ValueError naming ``tol``."""
     t = check_positive("tol", tol)
     if t >= 1:
         raise ValueError(f"tol must lie in (0, 1); got {tol!r}")
@@ -64,19 +118,19 @@ def _check_tol(tol: object) -> float:
 
 def update_coefficients(k: int, eta: float) -> tuple[float, float]:
     """(alpha, beta) of the Appendix D step ``y_i = alpha x_i - beta mu``: alpha = 1 + eta/(k-1), beta = eta k/(k-1)."""
-    k = _check_k("k", k)
+    k = check_k("k", k)
     eta = check_positive("eta", eta)
     return 1.0 + eta / (k - 1), eta * k / (k - 1)
 
 
 def eta_from_autograd_lr(lr: float, k: int) -> float:
     """Appendix D ``eta`` of a plain gradient step with learning rate ``lr`` on L_class: eta = 2 (k - 1) lr."""
-    return 2.0 * (_check_k("k", k) - 1) * check_positive("lr", lr)
+    return 2.0 * (check_k("k", k) - 1) * check_positive("lr", lr)
 
 
 def autograd_lr_from_eta(eta: float, k: int) -> float:
     """Inverse of :func:`eta_from_autograd_lr`: lr = eta / (2 (k - 1))."""
-    return check_positive("eta", eta) / (2.0 * (_check_k("k", k) - 1))
+    return check_positive("eta", eta) / (2.0 * (check_k("k", k) - 1))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -119,7 +173,7 @@ def reduce_coordinates(x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def is_collapsed(x: torch.Tensor, tol: float = COLLAPSE_TOL) -> torch.Tensor:
     """The collapse criterion on embeddings x: (..., k, m) with unit rows -> bool (...): ||mean|| >= 1 - tol."""
-    tol = _check_tol(tol)
+    tol = check_tol(tol)
     return torch.linalg.vector_norm(x.mean(dim=-2), dim=-1) >= 1.0 - tol
 
 
@@ -135,7 +189,7 @@ def mean_growth_factor(k: int, eta: float) -> float:
     rank <= k - 1, so inside the k-dimensional span there is a direction with F-eigenvalue 0, where the
     factor is ``1 - c = (1 - eta)/(1 + eta/(k-1))``. Its modulus exceeds 1 iff eta > 2(k-1)/(k-2).
     """
-    k = _check_k("k", k)
+    k = check_k("k", k)
     eta = check_positive("eta", eta)
     return abs(1.0 - eta * k / (k - 1 + eta))
 
@@ -147,7 +201,7 @@ def collapse_contraction_factor(k: int, eta: float) -> float:
     so after renormalisation the deviations from the mean scale by this factor (< 1 iff
     eta > 2(k-1)/(k-2): the collapsed state attracts exactly when zero-mean configurations repel).
     """
-    k = _check_k("k", k)
+    k = check_k("k", k)
     eta = check_positive("eta", eta)
     if eta == 1.0:
         return math.inf
@@ -166,10 +220,10 @@ def collapse_steps_estimate(k: int, eta: float, *, m0: float, tol: float = COLLA
     The nonlinear hand-over between the phases is not counted (a few per cent of T in practice).
     Returns inf where either factor does not favour collapse.
     """
-    k = _check_k("k", k)
+    k = check_k("k", k)
     eta = check_positive("eta", eta)
     m0 = check_positive("m0", m0)
-    tol = _check_tol(tol)
+    tol = check_tol(tol)
     return _steps_estimate(k, eta, *_phase_logs(m0, tol))
 
 
@@ -195,9 +249,9 @@ def fastest_collapse_steps(k: int, *, m0: float, tol: float = COLLAPSE_TOL) -> f
     ``(max(0, ln(1/m0)) + ln(1/sqrt(2 tol))) / ln(k - 1)``: about 10 steps at k = 3 and 2 at k = 100
     (for the typical start, m0 ~ 1/sqrt(k)).
     """
-    k = _check_k("k", k)
+    k = check_k("k", k)
     m0 = check_positive("m0", m0)
-    tol = _check_tol(tol)
+    tol = check_tol(tol)
     return (max(0.0, math.log(1.0 / m0)) + math.log(1.0 / math.sqrt(2.0 * tol))) / math.log(k - 1)
 
 
@@ -210,11 +264,11 @@ def finite_horizon_threshold(k: int, steps: int, *, m0: float, tol: float = COLL
     horizon the returned eta is finite but very large, far outside the regime near the critical rate
     where the two-phase model is accurate; callers compare it with the range they searched.
     """
-    k = _check_k("k", k)
+    k = check_k("k", k)
     steps = check_size("steps", steps, 1)
     if steps <= fastest_collapse_steps(k, m0=m0, tol=tol):
         return math.inf
-    logs = _phase_logs(check_positive("m0", m0), _check_tol(tol))
+    logs = _phase_logs(check_positive("m0", m0), check_tol(tol))
     a = 2.0 * (k - 1) / (k - 2)  # where |1 - c| = 1 (and rho = 1): the estimate is infinite here
     b = a + 1.0
     while _steps_estimate(k, b, *logs) > steps:
