@@ -23,19 +23,21 @@ def _frame(diffs, loss="dcl"):
 @pytest.mark.parametrize(
     "diffs, raises, size",
     [
-        ([3.0, 4.0, 5.0, 4.0, 3.5], "holds", "fails"),  # clearly above 0, far below the printed +11.44
-        ([-3.0, -4.0, -5.0, -4.0], "fails", "fails"),  # clearly below 0
+        ([3.0, 4.0, 5.0, 4.0, 3.5, 4.5], "holds", "fails"),  # clearly above 0 and 1 pp, far below the printed +11.44
+        ([-3.0, -4.0, -5.0, -4.0, -3.5, -4.5], "fails", "fails"),  # clearly below 0
         ([0.1, -0.1, 0.05, 0.0, -0.05, 0.1], "fails", "fails"),  # within +-1 pp: negligible either way
-        ([0.3, 0.2, 0.25, 0.3, 0.2], "fails", "fails"),  # above 0 but within +-1 pp: still negligible
-        ([3.0, -2.0, 4.0, -3.0], "inconclusive", "fails"),  # straddles 0 and reaches beyond 1 pp
-        ([10.0, 13.0, 11.0, 12.0], "holds", "holds"),  # the printed +11.44 lies inside
-        ([20.0, 21.0, 22.0], "holds", "fails"),  # larger than printed
+        ([0.3, 0.2, 0.25, 0.3, 0.2, 0.25], "fails", "fails"),  # above 0 but within +-1 pp: still negligible
+        ([3.0, -2.0, 4.0, -3.0, 3.5, -2.5], "inconclusive", "fails"),  # straddles 0 and reaches beyond 1 pp
+        ([10.0, 13.0, 11.0, 12.0, 10.5, 12.5], "holds", "holds"),  # the printed +11.44 lies inside
+        ([20.0, 21.0, 22.0, 20.5, 21.5, 21.0], "holds", "fails"),  # larger than printed
         ([6.2, 0.2] * 5, "inconclusive", "fails"),  # above 0, but by less than 2 SE (mean 3.2, SE 1.0)
         ([11.5, 8.5] * 5, "holds", "inconclusive"),  # misses the printed +11.44 by less than 2 SE
-        ([13.0, 10.0, -1.0, 25.0], "inconclusive", "inconclusive"),  # holds +11.44, but also 0
+        ([13.0, 10.0, -1.0, 25.0, 12.0, 11.0], "inconclusive", "inconclusive"),  # holds +11.44, but also 0
+        ([1.25, 0.55] * 6, "inconclusive", "fails"),  # above 0 by 2 SE, but +1 pp not cleared by 2 SE (held before)
     ],
 )
 def test_verdict_rules_on_constructed_gains(diffs, raises, size):
+    """Constructed paired gains (n >= 6, the fewest that may decide) against the rules of clop.stats."""
     results = _frame(diffs)
     row = tr.verdict_table(results).iloc[0]
     assert (row["raises_verdict"], row["size_verdict"]) == (raises, size)
@@ -97,3 +99,10 @@ def test_report_names_its_regime_and_links_to_the_other():
         settings=_settings(directions="orthogonal", min_angle_deg=45.0, magnitudes="uniform"),
     )
     assert "custom" in custom.split("\n\n")[0]
+
+
+def test_fewer_than_six_seeds_decide_nothing():
+    results = _frame([20.0, 21.0, 22.0])
+    row = tr.verdict_table(results).iloc[0]
+    assert (row["raises_verdict"], row["size_verdict"]) == ("inconclusive", "inconclusive")
+    assert np.isnan(row["raises_margin_se"]) and np.isnan(row["size_margin_se"])
