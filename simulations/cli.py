@@ -8,17 +8,19 @@ Every setting is checked before any compute, and a bad one ends the script throu
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 
 from clop.util.cli import check_int, parse_device
 from clop.util.device import torch_threads
-from clop.util.io import check_output_dir
+from clop.util.io import output_folder
+from clop.util.lock import FolderLockedError
 from clop.util.memory import check_fits
 
-__all__ = ["THREADS_HELP", "MemoryEstimate", "add_run_args", "check_memory", "run_script"]
+__all__ = ["THREADS_HELP", "MemoryEstimate", "add_run_args", "check_memory", "open_output", "run_script"]
 
 THREADS_HELP = ("CPU threads for torch during this run (default 1: the per-step tensors are small, and on a "
                 "small shared CPU OpenMP synchronisation per operation costs more than a second thread gains; "
@@ -46,19 +48,28 @@ def check_memory(parser: argparse.ArgumentParser, args: argparse.Namespace, dev:
         parser.error(msg)
 
 
+def open_output(parser: argparse.ArgumentParser, stack: ExitStack, out: str, outputs: Sequence[str] = (),
+                flag: str = "--out") -> Path:
+    """Enter :func:`clop.util.io.output_folder` for ``out`` on ``stack`` (checked, created, locked, stale
+    temporaries of ``outputs`` removed; removed again at exit if nothing was written), or ``parser.error``."""
+    try:
+        return stack.enter_context(output_folder(out, flag, program=parser.prog, outputs=outputs))
+    except (ValueError, FolderLockedError) as exc:
+        parser.error(str(exc))
+
+
 def run_script(parser: argparse.ArgumentParser, args: argparse.Namespace,
                run: Callable[[argparse.Namespace, torch.device, Path], int],
-               memory: MemoryEstimate | None = None) -> int:
+               memory: MemoryEstimate | None = None, outputs: Sequence[str] = ()) -> int:
     """Check ``--threads``, ``--seed``, ``--device``, the memory the run needs and ``--out`` (all before any
-    compute), then call ``run(args, device, out)`` with torch limited to ``args.threads`` threads."""
+    compute; ``--out`` last, so a refused setting creates no folder), then call ``run(args, device, out)``
+    with ``--out`` locked (:func:`open_output`) and torch limited to ``args.threads`` threads."""
     check_int(parser, "--threads", args.threads, 1)
     check_int(parser, "--seed", args.seed, 0)
     dev = parse_device(parser, args.device)
     if memory is not None:
         check_memory(parser, args, dev, memory)
-    try:
-        out = check_output_dir(args.out, "--out")
-    except ValueError as exc:
-        parser.error(str(exc))
-    with torch_threads(args.threads):
-        return run(args, dev, out)
+    with ExitStack() as stack:
+        out = open_output(parser, stack, args.out, outputs)
+        with torch_threads(args.threads):
+            return run(args, dev, out)

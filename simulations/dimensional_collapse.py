@@ -6,9 +6,9 @@ Run: ``python simulations/dimensional_collapse.py [--ks 10 30] [--steps N] [--tr
 units; the paper does not state its rate, see :mod:`simulations.lclass.figure4`), 300 steps, 10 trials,
 the spectrum recorded every 5 steps.
 
-Writes ``figure4.csv`` and ``figure4.png`` into ``--out`` (default ``paper_figures``), staged and renamed
-into place together (:func:`clop.util.io.staged_outputs`): an interrupted run leaves the previous run's
-pair as it was. Prints the statistics per k. Every flag, ``--out`` and the memory the run needs are
+Writes ``figure4.csv``, ``figure4_claims.csv`` (the claim records, :mod:`simulations.lclass.claims`) and
+``figure4.png`` into ``--out`` (default ``paper_figures``), staged and renamed into place together
+(:func:`clop.util.io.staged_outputs`): an interrupted run leaves the previous run's files as they were. Prints the statistics per k. Every flag, ``--out`` and the memory the run needs are
 checked before any compute (exit status 2 and a message naming the flag).
 """
 
@@ -26,11 +26,16 @@ from pathlib import Path
 
 import torch
 
-from clop.util.cli import check_int, check_positive_float
+from clop.claims import claims_csv
+from clop.util.cli import check_int, check_positive_float, check_unique, run_main
 from clop.util.io import staged_outputs
 from simulations.cli import add_run_args, run_script
+from simulations.lclass.claims import figure4_claims
 from simulations.lclass.figure4 import draw, figure4_table, final_stats
 from simulations.lclass.memory import simulate_bytes
+
+OUTPUTS = ("figure4.csv", "figure4_claims.csv", "figure4.png")
+"""The files the script writes into --out, replaced together."""
 
 __all__ = ["build_parser", "main"]
 
@@ -66,30 +71,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_int(parser, "--m", args.m, 3)
+    check_unique(parser, "--ks", args.ks)
     if any(k < 3 or k > args.m for k in args.ks):
         parser.error(f"--ks must lie in [3, m={args.m}]; got {args.ks}")
     check_positive_float(parser, "--eta", args.eta)
     check_int(parser, "--steps", args.steps, 1)
     check_int(parser, "--trials", args.trials, 1)
     check_int(parser, "--record-every", args.record_every, 1)
-    return run_script(parser, args, _run, memory=_memory)
+    return run_script(parser, args, _run, memory=_memory, outputs=OUTPUTS)
 
 
 def _run(args: argparse.Namespace, dev: torch.device, out: Path) -> int:
     start = time.perf_counter()
     df = figure4_table(args.ks, m=args.m, eta=args.eta, steps=args.steps, trials=args.trials, record_every=args.record_every,
              seed=args.seed, device=dev)
-    with staged_outputs(out) as stage:  # the CSV and the figure drawn from it replace the old pair together
+    claims = figure4_claims(df)
+    with staged_outputs(out) as stage:  # the CSVs and the figure drawn from them replace the old ones together
         df.to_csv(stage("figure4.csv"), index=False)
+        stage("figure4_claims.csv").write_text(claims_csv(claims))
         draw(df, stage("figure4.png"))
     png = out / "figure4.png"
     stats = final_stats(df)
     print(f"Figure 4: eta={args.eta}, m={args.m}, {args.steps} steps, {args.trials} trials per k")
     print(stats[["rank_min", "rank_max", "max_last_sv_ratio", "etf_cosine", "cos_mean", "cos_std", "cos_min",
                  "cos_max", "max_abs_lclass_plus_k"]].to_string(float_format=lambda v: f"{v:.4g}"))
-    print(f"wrote {png}, {out / 'figure4.csv'} in {time.perf_counter() - start:.1f} s on {dev}")
+    print(f"wrote {png}, {out / 'figure4.csv'}, {out / 'figure4_claims.csv'} in {time.perf_counter() - start:.1f} s on {dev}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

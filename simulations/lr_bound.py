@@ -7,8 +7,9 @@ per run, resolution 1e-3 in eta; spectra at k = min(30, m) over 1000 steps. A ho
 measures a threshold slightly above the infinite-horizon one (by about K/(s N), K ~ 7-9,
 s = (k-2)^2/(k(k-1)): :mod:`simulations.lclass.figure3`); doubling N halves that excess.
 
-Writes into ``--out`` (default ``paper_figures``): ``figure3.png``, ``figure3.pdf``, ``figure3_max_lr.csv``
-and ``figure3_spectra.csv`` (columns in :mod:`simulations.lclass.figure3`), staged and renamed into place
+Writes into ``--out`` (default ``paper_figures``): ``figure3.png``, ``figure3.pdf``, ``figure3_max_lr.csv``,
+``figure3_spectra.csv`` (columns in :mod:`simulations.lclass.figure3`) and ``figure3_claims.csv`` (the claim
+records, :mod:`simulations.lclass.claims`), staged and renamed into place
 together once all are complete (:func:`clop.util.io.staged_outputs`), so an interrupted run leaves the
 previous run's files as they were; prints the first collapse step of each spectrum and a summary table.
 
@@ -31,9 +32,11 @@ from pathlib import Path
 
 import torch
 
-from clop.util.cli import check_int, check_positive_float
+from clop.claims import claims_csv
+from clop.util.cli import check_int, check_positive_float, check_unique, run_main
 from clop.util.io import staged_outputs
 from simulations.cli import add_run_args, run_script
+from simulations.lclass.claims import figure3_claims
 from simulations.lclass.figure3 import (
     OUTPUTS,
     SEARCH_HI,
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_int(parser, "--m", args.m, 3)
+    check_unique(parser, "--ks", args.ks)
     if any(k < 3 or k > args.m for k in args.ks):
         parser.error(f"--ks must all lie in [3, m={args.m}] (k unit vectors in R^m, m >= k); got {args.ks}")
     check_int(parser, "--trials", args.trials, 1)
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--spectra-k must lie in [3, m={args.m}]; got {args.spectra_k}")
     check_int(parser, "--spectra-steps", args.spectra_steps, 1)
     check_int(parser, "--spectra-every", args.spectra_every, 1)
-    return run_script(parser, args, _run, memory=_memory)
+    return run_script(parser, args, _run, memory=_memory, outputs=OUTPUTS)
 
 
 def _run(args: argparse.Namespace, dev: torch.device, out: Path) -> int:
@@ -105,9 +109,11 @@ def _run(args: argparse.Namespace, dev: torch.device, out: Path) -> int:
     ml = max_lr_table(args.ks, m=args.m, trials=args.trials, steps=args.steps, resolution=args.resolution,
                       seed=args.seed, device=dev)
     t_ml = time.perf_counter() - start - t_sp
-    with staged_outputs(out) as stage:  # all four files replace the previous ones together, or none does
+    claims = figure3_claims(sp, ml)
+    with staged_outputs(out) as stage:  # all five files replace the previous ones together, or none does
         sp.to_csv(stage("figure3_spectra.csv"), index=False)
         ml.to_csv(stage("figure3_max_lr.csv"), index=False)
+        stage("figure3_claims.csv").write_text(claims_csv(claims))
         draw(sp, ml, stage("figure3.png"), stage("figure3.pdf"))
     total = time.perf_counter() - start
     cs = sp.attrs["collapse_step"]
@@ -116,10 +122,11 @@ def _run(args: argparse.Namespace, dev: torch.device, out: Path) -> int:
           + ", ".join(f"eta={e}: {c if c >= 0 else 'none'}" for e, c in zip(SPECTRA_ETAS, cs)))
     print(f"non-monotone brackets: {ml.attrs['non_monotone']}")
     print(summary(ml))
+    print("claims: " + "; ".join(f"{c.id} {c.verdict}" for c in claims))
     print("wrote " + ", ".join(str(out / name) for name in OUTPUTS))
     print(f"time: spectra {t_sp:.1f} s, search {t_ml:.1f} s, total {total:.1f} s on {dev}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -5,11 +5,13 @@ Run: python simulations/synthetic_ffn.py [--seeds 100] [--seed 0] [--out paper_f
 python simulations/synthetic_ffn.py --magnitudes normal --min-angle 0 --out paper_figures/table5_overlap
 
 Writes table5.csv (one row per run), table5_verdicts.csv (per loss: the paired gain, its 95 % interval and
-both verdicts), table5.md (the report), figure5_embeddings.csv and figure5.png (seed 0's embeddings) under
---out. All five are staged and put in place together at the end (clop.util.io.staged_outputs), so an
+both verdicts), table5_claims.csv (the same verdicts as claim records, :mod:`simulations.ffn.claims`),
+table5.md (the report), figure5_embeddings.csv and figure5.png (seed 0's embeddings) under --out. All six
+are staged and put in place together at the end (clop.util.io.staged_outputs), so an
 interrupted run leaves the previous complete set as it was. Every flag, ``--device``, ``--out`` and the
-memory the run needs are checked before any training (exit status 2 and a message naming the flag); a run
-that diverges ends with exit status 2 and writes nothing.
+memory the run needs are checked before any training (exit status 2 and a message naming the flag; --out
+last, and locked while the run writes into it); a run that diverges ends with exit status 2, writes
+nothing and leaves no folder it created.
 
 The pieces: :mod:`simulations.ffn.data` (the data and the reference classifiers),
 :mod:`simulations.ffn.train` (the network, the batched training and the evaluation), :mod:`clop.stats`
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -30,25 +33,34 @@ import torch
 if __package__ in (None, ""):  # run as `python simulations/synthetic_ffn.py`: make the packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from clop.claims import claims_csv  # noqa: E402
 from clop.util.alloc import retain_freed_memory  # noqa: E402
-from clop.util.cli import check_int, check_positive_float, parse_device  # noqa: E402
+from clop.util.cli import (  # noqa: E402
+    check_int,
+    check_positive_float,
+    check_unique,
+    parse_device,
+    run_main,
+)
 from clop.util.device import torch_threads  # noqa: E402
-from clop.util.io import check_output_dir, staged_outputs  # noqa: E402
+from clop.util.io import staged_outputs  # noqa: E402
 from clop.util.memory import check_fits  # noqa: E402
+from simulations.cli import open_output  # noqa: E402
 from simulations.ffn import data as ffn_data  # noqa: E402
 from simulations.ffn import report as table5_report  # noqa: E402
 from simulations.ffn import train as ffn_train  # noqa: E402
+from simulations.ffn.claims import table5_claims  # noqa: E402
 from simulations.ffn.plot import embeddings_frame, plot_figure5  # noqa: E402
 
 __all__ = ["build_parser", "run", "main"]
 
-OUTPUTS = ("table5.csv", "table5_verdicts.csv", "table5.md", "figure5_embeddings.csv", "figure5.png")
+OUTPUTS = ("table5.csv", "table5_verdicts.csv", "table5_claims.csv", "table5.md", "figure5_embeddings.csv", "figure5.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Synthetic 3D FFN experiment of the CLOP paper (Figure 5, Table 5): KNN accuracy without/with "
-        "CLOP, the paired gain per loss with its 95 %% interval, and a verdict per claim."
+        "CLOP, the paired gain per loss with its 95 % interval, and a verdict per claim."
     )
     p.add_argument("--seeds", type=int, default=table5_report.DEFAULT_SEEDS,
                    help=f"runs per configuration (default {table5_report.DEFAULT_SEEDS}: the seed study's choice, "
@@ -83,19 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> torch.device:
-    """Every check that can fail before compute: ranges, the device, the output folder, the memory."""
+    """Every check that can fail before compute: ranges, repeats, the device, the memory (the output folder
+    is checked last, by :func:`main`)."""
     for name, least in (("seeds", 1), ("epochs", 1), ("hidden", 1), ("batch_size", 2), ("threads", 1),
                         ("chunk", 1), ("seed", 0)):
         if getattr(args, name) is not None:
             check_int(parser, f"--{name.replace('_', '-')}", getattr(args, name), least)
+    if args.batch_size > ffn_data.N_POINTS:
+        parser.error(f"--batch-size must be at most the {ffn_data.N_POINTS} points of the data; got {args.batch_size}")
+    check_unique(parser, "--losses", args.losses)
     if not 0 <= args.min_angle < 90:
         parser.error(f"--min-angle must be in [0, 90) degrees; got {args.min_angle}")
     check_positive_float(parser, "--lr", args.lr)
     device = parse_device(parser, args.device)
-    try:
-        check_output_dir(args.out)
-    except ValueError as exc:
-        parser.error(str(exc))
     chunk = args.chunk or (args.seeds if device.type == "cuda" else ffn_train.CHUNK)
     need = ffn_train.estimate_bytes(args.seeds, 2 * len(args.losses), chunk=chunk, hidden=args.hidden,
                                     batch_size=args.batch_size)
@@ -106,9 +118,8 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> torc
     return device
 
 
-def run(args: argparse.Namespace, device: torch.device) -> str:
-    """Train, evaluate, and write the outputs of :data:`OUTPUTS` into ``args.out`` together; returns the report."""
-    out = Path(args.out)
+def run(args: argparse.Namespace, device: torch.device, out: Path) -> str:
+    """Train, evaluate, and write the outputs of :data:`OUTPUTS` into ``out`` together; returns the report."""
     seeds = list(range(args.seed, args.seed + args.seeds))
     data_options = {"directions": args.directions, "min_angle_deg": args.min_angle, "magnitudes": args.magnitudes}
     start = time.perf_counter()
@@ -127,9 +138,11 @@ def run(args: argparse.Namespace, device: torch.device) -> str:
                                            runtime_s=runtime, bayes_acc=bayes)
     regime = ffn_data.regime_of(args.directions, args.min_angle, args.magnitudes)
     frame = embeddings_frame(embs, data, 0, regime=regime)
+    verdicts = table5_report.verdict_table(results)
     with staged_outputs(out) as stage:
         results.to_csv(stage("table5.csv"), index=False)
-        table5_report.verdict_table(results).to_csv(stage("table5_verdicts.csv"), index=False)
+        verdicts.to_csv(stage("table5_verdicts.csv"), index=False)
+        stage("table5_claims.csv").write_text(claims_csv(table5_claims(verdicts, regime)))
         stage("table5.md").write_text(report)
         frame.to_csv(stage("figure5_embeddings.csv"), index=False)
         plot_figure5(frame, stage("figure5.png"))
@@ -141,16 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = _validate(parser, args)
     retain_freed_memory()  # thousands of steps of MB-sized temporaries: see clop/util/alloc.py
-    try:
-        with torch_threads(args.threads):
-            report = run(args, device)
-    except FloatingPointError as exc:
-        print(f"synthetic_ffn.py: error: {exc} (--lr {args.lr:g})", file=sys.stderr)
-        return 2
+    with ExitStack() as stack:
+        out = open_output(parser, stack, args.out, OUTPUTS)  # last check; a run that writes nothing removes it
+        try:
+            with torch_threads(args.threads):
+                report = run(args, device, out)
+        except FloatingPointError as exc:
+            print(f"synthetic_ffn.py: error: {exc} (--lr {args.lr:g}); nothing was written", file=sys.stderr)
+            return 2
     print(report)
     print("wrote " + ", ".join(str(Path(args.out) / name) for name in OUTPUTS))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pandas as pd
@@ -27,15 +28,19 @@ if __package__ in (None, ""):  # run as `python simulations/table5_seeds.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clop.util.alloc import retain_freed_memory  # noqa: E402
-from clop.util.cli import check_int, parse_device  # noqa: E402
+from clop.util.cli import check_int, check_unique, parse_device, run_main  # noqa: E402
 from clop.util.device import torch_threads  # noqa: E402
-from clop.util.io import check_output_dir, staged_outputs  # noqa: E402
+from clop.util.io import staged_outputs  # noqa: E402
+from simulations.cli import open_output  # noqa: E402
 from simulations.ffn.data import REGIMES  # noqa: E402
 from simulations.ffn.seeds import agreement, markdown, pool_results  # noqa: E402
 from simulations.ffn.train import CHUNK  # noqa: E402
 
 __all__ = ["build_parser", "main"]
 
+
+OUTPUTS = ("table5_seed_study.csv", "table5_seed_study.md", *(f"table5_seed_study_runs_{r}.csv" for r in REGIMES))
+"""The files the study writes into --out (the runs files as each regime's pool finishes)."""
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -54,44 +59,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _validate(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[torch.device, Path]:
-    """Every check that can fail before training: ranges, the device, the output folder."""
+def _validate(p: argparse.ArgumentParser, args: argparse.Namespace) -> torch.device:
+    """Every check that can fail before training: ranges, repeats, the device (the output folder is checked
+    last, by :func:`main`)."""
     check_int(p, "--pool", args.pool, 2)
+    check_unique(p, "--sizes", args.sizes)
+    check_unique(p, "--regimes", args.regimes)
     if any(n < 2 or n > args.pool for n in args.sizes):
         p.error(f"--sizes must be integers in [2, --pool={args.pool}]; got {args.sizes}")
     check_int(p, "--bootstrap", args.bootstrap, 1)
     check_int(p, "--threads", args.threads, 1)
     if args.chunk is not None:
         check_int(p, "--chunk", args.chunk, 1)
-    device = parse_device(p, args.device)
-    try:
-        out = check_output_dir(args.out)
-    except ValueError as exc:
-        p.error(str(exc))
-    return device, out
+    return parse_device(p, args.device)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    device, out = _validate(p, args)
+    device = _validate(p, args)
     retain_freed_memory()
-    with torch_threads(args.threads):
+    with ExitStack() as stack, torch_threads(args.threads):
+        out = open_output(p, stack, args.out, OUTPUTS)
         tables = [
             pool_results(r, args.pool, out, device=device, chunk=args.chunk, show_progress=not args.no_progress)
             for r in args.regimes
         ]
-    start = time.perf_counter()
-    table = pd.concat([agreement(t, r, sorted(args.sizes), args.bootstrap) for t, r in zip(tables, args.regimes)],
-                      ignore_index=True)
-    text = markdown(table, args.pool, args.bootstrap, time.perf_counter() - start)
-    with staged_outputs(out) as stage:
-        table.to_csv(stage("table5_seed_study.csv"), index=False)
-        stage("table5_seed_study.md").write_text(text)
+        start = time.perf_counter()
+        table = pd.concat([agreement(t, r, sorted(args.sizes), args.bootstrap) for t, r in zip(tables, args.regimes)],
+                          ignore_index=True)
+        text = markdown(table, args.pool, args.bootstrap, time.perf_counter() - start)
+        with staged_outputs(out) as stage:
+            table.to_csv(stage("table5_seed_study.csv"), index=False)
+            stage("table5_seed_study.md").write_text(text)
     print(text)
     return 0
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

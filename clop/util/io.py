@@ -33,7 +33,10 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 __all__ = ["atomic_path", "atomic_write_text", "staged_outputs", "check_output_dir", "check_output_file", "fsync_dir",
-           "WriteFailedError", "remove_stale_temporaries", "check_path_text"]
+           "WriteFailedError", "remove_stale_temporaries", "check_path_text", "output_folder", "OUTPUT_LOCK"]
+
+OUTPUT_LOCK = ".output.lock"
+"""The lock file :func:`output_folder` keeps in an output folder while a script writes into it."""
 
 LOW_SPACE_BYTES = 1 << 20
 """A write that fails while its file system has less than this free is reported as a full disk."""
@@ -240,3 +243,32 @@ def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str]) ->
             entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
+
+
+@contextmanager
+def output_folder(path: str | os.PathLike, flag: str = "--out", *, program: str,
+                  outputs: Iterable[str] = ()) -> Iterator[Path]:
+    """An output folder for one script run: checked and created (:func:`check_output_dir`), locked against a
+    second run on the same folder (:class:`clop.util.lock.FolderLock`, file :data:`OUTPUT_LOCK`; a live
+    owner's run is refused with ``FolderLockedError``), with the temporaries that killed runs left for
+    ``outputs`` removed (:func:`remove_stale_temporaries`). On exit the lock is released, and the folders
+    this call created are removed again if nothing was written into them (a run that stopped before
+    writing leaves no empty folder behind)."""
+    from clop.util.lock import FolderLock
+
+    path = check_path_text(path, flag)
+    created, p = [], path
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    folder = check_output_dir(path, flag)
+    try:
+        with FolderLock.acquire(folder, program, flag, name=OUTPUT_LOCK):
+            remove_stale_temporaries(folder, outputs)
+            yield folder
+    finally:
+        for d in created:  # deepest first; rmdir refuses a folder that holds anything
+            try:
+                d.rmdir()
+            except OSError:
+                break

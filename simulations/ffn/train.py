@@ -371,6 +371,7 @@ def run_experiment(
     evaluated embeddings (S, N, 3); data is the stacked SyntheticData.
     """
     import pandas as pd
+
     from clop.util.progress import interactive, progress_bar
 
     if not seeds:

@@ -45,7 +45,11 @@ import pandas as pd
 import torch
 
 from clop.util.io import staged_outputs
-from simulations.lclass.model import COLLAPSE_TOL, finite_horizon_threshold, initial_embeddings
+from simulations.lclass.model import (
+    COLLAPSE_TOL,
+    finite_horizon_threshold,
+    initial_embeddings,
+)
 from simulations.lclass.search import max_stable_lr
 from simulations.lclass.simulate import simulate
 from theory.theorem1 import critical_lr, lr_bound, paper_closed_form
@@ -60,7 +64,7 @@ SPECTRA_K = 30
 SPECTRA_ETAS = (2.0, 2.1)  # Figure 3, left and middle (Section 3.1 text)
 SUMMARY_KS = (3, 4, 5, 10, 20, 30, 50, 100)
 SEARCH_LO, SEARCH_HI = 1.0, 6.0  # the eta range searched (max_stable_lr's lo and hi)
-OUTPUTS = ("figure3_spectra.csv", "figure3_max_lr.csv", "figure3.png", "figure3.pdf")
+OUTPUTS = ("figure3_spectra.csv", "figure3_max_lr.csv", "figure3_claims.csv", "figure3.png", "figure3.pdf")
 """The files the script writes into --out, replaced together."""
 
 

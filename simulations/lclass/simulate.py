@@ -26,7 +26,14 @@ import torch
 from clop.losses import l_class
 from clop.util.checks import check_size
 from clop.util.device import default_device
-from simulations.lclass.engine import CHECK_EVERY, RENORM_EVERY, Batch, resolve_chunk_bytes, split_chunks, stable_now
+from simulations.lclass.engine import (
+    CHECK_EVERY,
+    RENORM_EVERY,
+    Batch,
+    resolve_chunk_bytes,
+    split_chunks,
+    stable_now,
+)
 from simulations.lclass.model import (
     COLLAPSE_TOL,
     check_etas,

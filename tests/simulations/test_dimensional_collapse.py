@@ -16,7 +16,7 @@ from tests.helpers import fail_on_call, no_compute, refused, snapshot
 FIG4_TINY = ["--ks", "4", "--m", "6", "--steps", "20", "--trials", "2", "--record-every", "10"]
 
 
-FIG4_FILES = ("figure4.csv", "figure4.png")
+FIG4_FILES = ("figure4.csv", "figure4_claims.csv", "figure4.png")
 
 
 @pytest.fixture(autouse=True)
