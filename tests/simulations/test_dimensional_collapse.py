@@ -12,7 +12,6 @@ from simulations import dimensional_collapse
 from simulations.lclass import figure4
 from tests.helpers import fail_on_call, no_compute, refused, snapshot
 
-
 FIG4_TINY = ["--ks", "4", "--m", "6", "--steps", "20", "--trials", "2", "--record-every", "10"]
 
 

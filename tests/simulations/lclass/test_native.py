@@ -66,6 +66,7 @@ def test_kernel_source_is_the_packaged_c_file():
     """The kernel is read from simulations/lclass/kernel.c, which pyproject.toml ships as package data; its ABI
     and drift default match the module's."""
     import re
+
     import tomllib
 
     from simulations.lclass import native

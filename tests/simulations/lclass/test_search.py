@@ -5,9 +5,8 @@ eta, and the Figure 3 search (arXiv 2403.18699, Sec. 3.1) against the critical l
 from __future__ import annotations
 
 import numpy as np
-import torch
-
 import pytest
+import torch
 
 from simulations.lclass.model import COLLAPSE_TOL, finite_horizon_threshold, initial_embeddings
 from simulations.lclass.search import max_stable_lr, sweep
