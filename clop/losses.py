@@ -882,7 +882,7 @@ class CLOPObjective(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# SSEM: supervised + self-supervised contrastive loss (Lee, Oh, Sohn & Lee 2025)
+# SSEM: supervised + self-supervised contrastive loss (Lee, Oh, Lee & Sohn 2025)
 # --------------------------------------------------------------------------------------------
 
 SSEM_CONVENTIONS = ("pairs", "anchors")
@@ -934,7 +934,7 @@ def ssem(
 ) -> torch.Tensor:
     """Supervised contrastive learning as a mix of two losses, L = (1 - alpha) L_sup + alpha L_self.
 
-    Lee, Oh, Sohn & Lee (2025), "A Theoretical Framework for Preventing Class Collapse in Supervised
+    Lee, Oh, Lee & Sohn (2025), "A Theoretical Framework for Preventing Class Collapse in Supervised
     Contrastive Learning", AISTATS, arXiv 2503.08203 (the loss their Simplex-to-Simplex Embedding Model
     analyses). alpha = 0 is purely supervised, alpha = 1 purely self-supervised. The paper's theorem text
     was not available to us; the two conventions below are what the authors' two official implementations
@@ -1083,7 +1083,9 @@ def _check_logits(name: str, x: object) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape (n, c); got {type(x).__name__}")
     if x.dim() != 2 or not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor of shape (n, c); got {x.dtype} of shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must be a floating-point tensor of shape (n, c); got {x.dtype} of shape {tuple(x.shape)}"
+        )
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (n=0); shape {tuple(x.shape)}")
     if x.shape[1] < 2:

@@ -1,6 +1,6 @@
 """SSEM's class-collapse boundary alpha*(tau, k, n) as floats, the optimal spread, and the claims.
 
-Paper: Lee, Oh, Sohn & Lee (2025), "A Theoretical Framework for Preventing Class Collapse in Supervised
+Paper: Lee, Oh, Lee & Sohn (2025), "A Theoretical Framework for Preventing Class Collapse in Supervised
 Contrastive Learning", AISTATS, arXiv 2503.08203 (SSEM). The paper's theorem text was not available to us:
 the boundary below is derived here (:mod:`theory.ssem_derivation`, with sympy) from the loss the authors'
 code computes (:func:`clop.losses.ssem`) on the simplex-to-simplex family of :mod:`theory.ssem_family`
@@ -30,6 +30,7 @@ import sympy as sp
 from scipy.optimize import brentq
 
 from clop.claims import Claim
+from clop.losses import ssem
 from clop.util.checks import check_choice, check_positive, check_size, is_finite_real
 from theory.ssem_derivation import (
     Q_OF_TAU,
@@ -136,7 +137,9 @@ def optimal_rho(alpha_value: float, tau_value: float, k_value: int, n_value: int
     return brentq(lambda r: slope(r, a, t, kk, nn), 0.0, rho_1, xtol=1e-15, rtol=4 * np.finfo(float).eps)
 
 
-def optimal_spread(alpha_value: float, tau_value: float, k_value: int, n_value: int, convention: str = "pairs") -> float:
+def optimal_spread(
+    alpha_value: float, tau_value: float, k_value: int, n_value: int, convention: str = "pairs"
+) -> float:
     """s* = sqrt(rho*), the family's optimal spread (0 = class collapse); see :func:`optimal_rho`."""
     return math.sqrt(optimal_rho(alpha_value, tau_value, k_value, n_value, convention))
 
@@ -149,7 +152,13 @@ def brute_force_spread(
     the grid minimiser lies within one step 1 / (points - 1) of the true one, up to ties at rounding level."""
     points = check_size("points", points, 2)
     grid = np.linspace(0.0, 1.0, points)
-    values = family_loss(grid, _check_alpha(alpha_value), check_positive("tau", tau_value), *_check_shape(k_value, n_value), _convention(convention))
+    values = family_loss(
+        grid,
+        _check_alpha(alpha_value),
+        check_positive("tau", tau_value),
+        *_check_shape(k_value, n_value),
+        _convention(convention),
+    )
     return float(grid[int(np.argmin(values))])
 
 
@@ -161,7 +170,13 @@ SHAPES = ((2, 2), (3, 4), (10, 5))
 """(k, n) of the brute-force grid: the smallest family, a small one, and CIFAR-10's class count."""
 TAUS = (0.05, 0.1, 0.2, 0.5, 1.0)
 ALPHAS = tuple(i / 20 for i in range(21))
-LOSS_POINTS = ((2, 2, 0.3, 0.2, 0.1), (3, 4, 0.7, 0.5, 0.5), (5, 3, 0.0, 1.0, 0.05), (4, 2, 1.0, 0.0, 1.3), (10, 5, 0.45, 0.8, 0.2))
+LOSS_POINTS = (
+    (2, 2, 0.3, 0.2, 0.1),
+    (3, 4, 0.7, 0.5, 0.5),
+    (5, 3, 0.0, 1.0, 0.05),
+    (4, 2, 1.0, 0.0, 1.3),
+    (10, 5, 0.45, 0.8, 0.2),
+)
 """(k, n, s, alpha, tau) where the closed form is compared with clop.losses.ssem on the constructed embeddings."""
 GRID_POINTS = 4001
 
@@ -178,8 +193,6 @@ def closed_form_vs_loss(points=LOSS_POINTS) -> tuple[float, float]:
     """(largest relative difference, largest ratio of the absolute difference to :func:`rounding_bound`) over
     ``points`` and both conventions, between the closed form and :func:`clop.losses.ssem` on the constructed
     embeddings (float64, z1 = z2 = the family's rows, labels their classes)."""
-    from clop.losses import ssem
-
     worst, ratio = 0.0, 0.0
     for convention in CONVENTIONS:
         for kk, nn, spread, a, t in points:
@@ -239,8 +252,15 @@ def _fmt(x: float) -> str:
 
 def _claim(id_: str, quote: str, tested: str, ok: bool, result: str) -> Claim:
     return Claim(
-        id=id_, where=WHERE, quote=quote, tested=tested, verdict="holds" if ok else "fails", result=result,
-        evidence="theory_report.md", command="python -m theory", paper="2503.08203",
+        id=id_,
+        where=WHERE,
+        quote=quote,
+        tested=tested,
+        verdict="holds" if ok else "fails",
+        result=result,
+        evidence="theory_report.md",
+        command="python -m theory",
+        paper="2503.08203",
     )
 
 
@@ -249,20 +269,25 @@ def threshold_claim(loss_check: tuple[float, float], grid: dict) -> Claim:
     (:func:`brute_force_check`)."""
     loss_gap, loss_ratio = loss_check
     steps = all(
-        s_slope_at_collapse(c) == 0 and strictly_convex(c) and boundary_matches_q_form(c)
-        and positive_for_k_n_ge_2(-alpha_slope_expr(c)) for c in CONVENTIONS
+        s_slope_at_collapse(c) == 0
+        and strictly_convex(c)
+        and boundary_matches_q_form(c)
+        and positive_for_k_n_ge_2(-alpha_slope_expr(c))
+        for c in CONVENTIONS
     )
     inside = all(
         positive_for_k_n_ge_2(boundary_q_form(c)) and positive_for_k_n_ge_2(1 - boundary_q_form(c)) for c in CONVENTIONS
     )
     agree = grid["agree"] == grid["points"] and grid["collapsed"] > 0 and grid["spread"] > 0
     ok = steps and inside and loss_ratio <= 1 and agree
+    pairs, anchors = boundary_q_form("pairs"), boundary_q_form("anchors")
     result = (
-        f"alpha* = {boundary_q_form('pairs')} (pairs), {boundary_q_form('anchors')} (anchors), q = exp(-k/((k-1) tau)); "
-        f"in (0, 1) for all k, n >= 2, tau > 0: {'proved' if inside else 'NOT proved'}; dL/ds = 0 at s = 0 and "
-        f"L convex in rho = s^2: {'proved' if steps else 'NOT proved'}; closed form vs loss: max relative gap "
-        f"{loss_gap:.1e} (within float64 rounding: {'yes' if loss_ratio <= 1 else 'NO'}); brute force over {GRID_POINTS} spreads agrees within one step at {grid['agree']}/"
-        f"{grid['points']} settings ({grid['collapsed']} collapsed, {grid['spread']} spread)"
+        f"alpha* = {pairs} (pairs), {anchors} (anchors), q = exp(-k/((k-1) tau)); in (0, 1) for all k, n >= 2, "
+        f"tau > 0: {'proved' if inside else 'NOT proved'}; dL/ds = 0 at s = 0 and L convex in rho = s^2: "
+        f"{'proved' if steps else 'NOT proved'}; closed form vs loss: max relative gap {loss_gap:.1e} (within "
+        f"float64 rounding: {'yes' if loss_ratio <= 1 else 'NO'}); brute force over {GRID_POINTS} spreads agrees "
+        f"within one step at {grid['agree']}/{grid['points']} settings ({grid['collapsed']} collapsed, "
+        f"{grid['spread']} spread)"
     )
     tested = (
         f"{FAMILY}: is there an alpha* in (0, 1) such that the minimiser over s in [0, 1] is s = 0 (class collapse) "
@@ -278,7 +303,8 @@ def tau_claim() -> Claim:
     increasing = all(positive_for_k_n_ge_2(sp.diff(boundary_q_form(c), q)) for c in CONVENTIONS)
     limits = {c: (sp.limit(boundary_q_form(c), q, 0), sp.limit(boundary_q_form(c), q, 1)) for c in CONVENTIONS}
     examples = ", ".join(
-        f"tau = {t}: {_fmt(boundary(t, 10, 10))} (pairs), {_fmt(boundary(t, 10, 10, 'anchors'))} (anchors)" for t in (0.1, 0.5)
+        f"tau = {t}: {_fmt(boundary(t, 10, 10))} (pairs), {_fmt(boundary(t, 10, 10, 'anchors'))} (anchors)"
+        for t in (0.1, 0.5)
     )
     result = (
         f"alpha* {'increases' if increasing else 'is NOT proved to increase'} with tau in both conventions "
@@ -309,8 +335,8 @@ def conventions_claim() -> Claim:
         f"{_fmt(boundary(0.1, 10, 10))} (pairs) vs {_fmt(boundary(0.1, 10, 10, 'anchors'))} (anchors)"
     )
     tested = (
-        f"{FAMILY}: whether the authors' CIFAR code (\"pairs\": column-wise softmax with the self term, global "
-        "means, supervised pairs of different samples) and their ImageNet code (\"anchors\": SupCon-style) share "
+        f'{FAMILY}: whether the authors\' CIFAR code ("pairs": column-wise softmax with the self term, global '
+        'means, supervised pairs of different samples) and their ImageNet code ("anchors": SupCon-style) share '
         "one boundary, as a single guideline for alpha and tau would need; sympy cancels the difference"
     )
     return _claim("SSEM-conventions", QUOTE_GUIDELINES, tested, same, result)

@@ -1,6 +1,6 @@
 """SSEM's class-collapse boundary in the simplex-to-simplex family: the symbolic derivation (sympy).
 
-Paper: Lee, Oh, Sohn & Lee (2025), arXiv 2503.08203 (SSEM). The paper's theorem text was not available
+Paper: Lee, Oh, Lee & Sohn (2025), arXiv 2503.08203 (SSEM). The paper's theorem text was not available
 to us, so nothing here is compared with a printed condition: the boundary is derived from the loss the
 authors' code computes (:func:`clop.losses.ssem`, both of its conventions) on the family of
 :mod:`theory.ssem_family`. :mod:`theory.ssem` turns it into floats and claims.
@@ -125,9 +125,9 @@ def convexity_certificate(convention: str) -> bool:
     w = {t: count_per_anchor(t) * sp.exp((gram_entry(t) - 1) / tau) for t in types}
     total = sum(w.values())
     slope = {t: sp.diff(gram_entry(t), rho) for t in types}
-    cert = sum(
-        w[a] * w[b] * (slope[a] - slope[b]) ** 2 for i, a in enumerate(types) for b in types[i + 1 :]
-    ) / (tau**2 * total**2)
+    cert = sum(w[a] * w[b] * (slope[a] - slope[b]) ** 2 for i, a in enumerate(types) for b in types[i + 1 :]) / (
+        tau**2 * total**2
+    )
     return _is_zero(sp.diff(loss_expr(convention), rho, 2) - cert)
 
 

@@ -1,6 +1,6 @@
 """The simplex-to-simplex family of embeddings and SSEM's loss on it in closed form (sympy).
 
-Paper: Lee, Oh, Sohn & Lee (2025), "A Theoretical Framework for Preventing Class Collapse in Supervised
+Paper: Lee, Oh, Lee & Sohn (2025), "A Theoretical Framework for Preventing Class Collapse in Supervised
 Contrastive Learning", AISTATS, arXiv 2503.08203 (the Simplex-to-Simplex Embedding Model, SSEM). The paper's
 theorem text was not available to us: the family below is our reading of the model its abstract names, and
 every expression here is derived from the loss :func:`clop.losses.ssem`, not taken from the paper.
@@ -100,9 +100,12 @@ CONVENTIONS = {
 
 def gram_entry(kind: str) -> sp.Expr:
     """u_a . u_b for a row b of relation ``kind`` to the anchor a (one of :data:`PAIR_TYPES`), in rho = s^2."""
-    return {"self": sp.Integer(1), "twin": sp.Integer(1), "class": 1 - rho * n / (n - 1), "other": -(1 - rho) / (k - 1)}[
-        kind
-    ]
+    return {
+        "self": sp.Integer(1),
+        "twin": sp.Integer(1),
+        "class": 1 - rho * n / (n - 1),
+        "other": -(1 - rho) / (k - 1),
+    }[kind]
 
 
 def count_per_anchor(kind: str) -> sp.Expr:
@@ -186,7 +189,9 @@ def family_loss(s_values, alpha_value: float, tau_value: float, k_value: int, n_
     return _lambdified(convention, False)(r, float(alpha_value), float(tau_value), int(k_value), int(n_value))
 
 
-def family_loss_slope(rho_values, alpha_value: float, tau_value: float, k_value: int, n_value: int, convention: str = "pairs"):
+def family_loss_slope(
+    rho_values, alpha_value: float, tau_value: float, k_value: int, n_value: int, convention: str = "pairs"
+):
     """dL/d(rho) of the closed form, rho = s^2, evaluated in float64 (numpy)."""
     r = np.asarray(rho_values, dtype=np.float64)
     return _lambdified(convention, True)(r, float(alpha_value), float(tau_value), int(k_value), int(n_value))

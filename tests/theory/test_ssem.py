@@ -43,7 +43,9 @@ def test_family_embeddings_have_the_stated_geometry(k, n, s):
     r = s * s
     expect_class = float(F.gram_entry("class").subs({F.rho: r, F.n: n}))
     expect_other = float(F.gram_entry("other").subs({F.rho: r, F.k: k}))
-    assert torch.allclose(gram[same_class & off], torch.full_like(gram[same_class & off], expect_class), rtol=0, atol=tol)
+    assert torch.allclose(
+        gram[same_class & off], torch.full_like(gram[same_class & off], expect_class), rtol=0, atol=tol
+    )
     assert torch.allclose(gram[~same_class], torch.full_like(gram[~same_class], expect_other), rtol=0, atol=tol)
     means = u.reshape(k, n, -1).mean(1)
     assert torch.allclose(means.norm(dim=1), torch.full((k,), math.sqrt(1 - r), dtype=torch.float64), rtol=0, atol=tol)
@@ -56,8 +58,14 @@ def test_family_embeddings_have_the_stated_geometry(k, n, s):
 @pytest.mark.parametrize("convention", CONVENTIONS)
 @pytest.mark.parametrize(
     ("k", "n", "s", "alpha", "tau"),
-    [(2, 2, 0.3, 0.2, 0.1), (3, 4, 0.7, 0.5, 0.5), (5, 3, 0.0, 1.0, 0.05), (4, 2, 1.0, 0.0, 1.3), (10, 5, 0.45, 0.8, 0.2),
-     (3, 3, 0.9, 0.3, 0.07)],
+    [
+        (2, 2, 0.3, 0.2, 0.1),
+        (3, 4, 0.7, 0.5, 0.5),
+        (5, 3, 0.0, 1.0, 0.05),
+        (4, 2, 1.0, 0.0, 1.3),
+        (10, 5, 0.45, 0.8, 0.2),
+        (3, 3, 0.9, 0.3, 0.07),
+    ],
 )
 def test_closed_form_matches_the_loss_on_constructed_embeddings(convention, k, n, s, alpha, tau):
     u, labels = F.family_embeddings(k, n, s)
@@ -72,8 +80,12 @@ def test_closed_form_matches_the_loss_on_constructed_embeddings(convention, k, n
 @pytest.mark.parametrize("convention", CONVENTIONS)
 def test_scaled_form_equals_plain_form(convention):
     assert F.scaling_identity(convention)
-    plain = F.loss_expr(convention, scaled=False).subs({F.rho: sp.Rational(1, 3), F.alpha: sp.Rational(1, 4), F.tau: 2, F.k: 3, F.n: 4})
-    scaled = F.loss_expr(convention).subs({F.rho: sp.Rational(1, 3), F.alpha: sp.Rational(1, 4), F.tau: 2, F.k: 3, F.n: 4})
+    plain = F.loss_expr(convention, scaled=False).subs(
+        {F.rho: sp.Rational(1, 3), F.alpha: sp.Rational(1, 4), F.tau: 2, F.k: 3, F.n: 4}
+    )
+    scaled = F.loss_expr(convention).subs(
+        {F.rho: sp.Rational(1, 3), F.alpha: sp.Rational(1, 4), F.tau: 2, F.k: 3, F.n: 4}
+    )
     assert abs(sp.N(plain - scaled, 50)) < 1e-45
 
 
