@@ -7,6 +7,11 @@ Layout follows PyTorch's functional/module split: the pure functions hold the ma
 :class:`VICRegLoss`) and state (:class:`CLOPLoss` keeps its prototypes as a registered buffer).
 :class:`CLOPObjective` adds the CLOP term to any of the contrastive modules, as in Eq. (4).
 
+Two other remedies for collapse, checked by the suite beside CLOP: SSEM's mix of supervised and
+self-supervised contrastive losses (:func:`ssem`, :class:`SSEMLoss`; Lee et al. 2025, arXiv 2503.08203)
+and CPLearn (:func:`cplearn`, :class:`CPLearnLoss` on the logits of :class:`CPLearnProjector`;
+Sansone et al. 2025, arXiv 2410.04959).
+
 Shapes: ``z1, z2: (N, D)`` are the embeddings of the two augmented views of the same N samples
 (row i of ``z1`` and row i of ``z2`` come from sample i); unnormalised embeddings are allowed.
 Every loss returns a 0-dim tensor. ``labels: (N,)`` integer class indices, ``-1`` = unlabeled.
@@ -47,6 +52,7 @@ one ``aminmax``); :class:`CLOPObjective` range-checks its labels once per forwar
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +64,8 @@ from clop.util.checks import check_dtype as _check_dtype
 from clop.util.checks import check_nonnegative as _check_nonnegative
 from clop.util.checks import check_positive as _check_positive
 from clop.util.checks import check_size as _check_size
+from clop.util.checks import is_finite_real as _is_finite_real
+from clop.util.checks import is_integer as _is_integer
 from clop.util.device import default_device
 
 __all__ = [
@@ -75,6 +83,14 @@ __all__ = [
     "VICRegLoss",
     "CLOPLoss",
     "CLOPObjective",
+    "ssem",
+    "ssem_terms",
+    "SSEMLoss",
+    "SSEM_CONVENTIONS",
+    "cplearn",
+    "cplearn_temperature",
+    "CPLearnLoss",
+    "CPLearnProjector",
     "LOSSES",
     "make_loss",
     "SIMILARITIES",
@@ -866,6 +882,360 @@ class CLOPObjective(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
+# SSEM: supervised + self-supervised contrastive loss (Lee, Oh, Lee & Sohn 2025)
+# --------------------------------------------------------------------------------------------
+
+SSEM_CONVENTIONS = ("pairs", "anchors")
+
+
+def _check_fraction(name: str, value: object) -> float:
+    """``value`` as a float if it is a finite real number in [0, 1], else ``ValueError`` naming ``name``."""
+    if _is_finite_real(value) and 0 <= value <= 1:
+        return float(value)
+    raise ValueError(f"{name} must be a real number in [0, 1]; got {value!r}")
+
+
+@functools.lru_cache(maxsize=16)
+def _same_instance(m: int, n: int, device: torch.device) -> torch.Tensor:
+    """(m, m) bool, True where rows a and b of the m = 2N views come from the same sample (a mod N = b mod N),
+    the diagonal included. Cached like :func:`_excluded_pairs`."""
+    sample = torch.arange(m, device=device) % n
+    return sample[:, None] == sample[None, :]
+
+
+def ssem_terms(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.1,
+    convention: str = "pairs",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two parts ``(L_sup, L_self)`` of :func:`ssem` (0-dim tensors each); see there for the formulas.
+
+    :func:`ssem` returns (1 - alpha) L_sup + alpha L_self; a study that records both parts separately
+    calls this function.
+    """
+    z1, z2 = _check_pair(z1, z2)
+    t = _check_positive("temperature", temperature)
+    convention = _check_choice("convention", convention, SSEM_CONVENTIONS)
+    labels = _check_labels(labels, z1.shape[0], z1.device)
+    if convention == "pairs":
+        return _ssem_pairs(z1, z2, labels, t)
+    return _ssem_anchors(z1, z2, labels, t)
+
+
+def ssem(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float = 0.5,
+    temperature: float = 0.1,
+    convention: str = "pairs",
+) -> torch.Tensor:
+    """Supervised contrastive learning as a mix of two losses, L = (1 - alpha) L_sup + alpha L_self.
+
+    Lee, Oh, Lee & Sohn (2025), "A Theoretical Framework for Preventing Class Collapse in Supervised
+    Contrastive Learning", AISTATS, arXiv 2503.08203 (the loss their Simplex-to-Simplex Embedding Model
+    analyses). alpha = 0 is purely supervised, alpha = 1 purely self-supervised. The paper's theorem text
+    was not available to us; the two conventions below are what the authors' two official implementations
+    compute, and they differ.
+
+    With u = normalize(cat(z1, z2)) (2N rows), s_ab = u_a . u_b / tau, y = cat(labels, labels), and
+    "same sample" meaning a mod N = b mod N:
+
+    ``convention="pairs"`` (the authors' CIFAR code): a softmax over all 2N rows, normalised column-wise
+    with the self term kept, log P_ab = s_ab - log sum_c exp(s_cb), and global means over pairs:
+
+        L_self = -mean of log P_ab over the 4N pairs (a, b) from the same sample (a = b included)
+        L_sup  = -mean of log P_ab over S = {(a, b): y_a = y_b >= 0, different samples}
+
+    The pair sets are symmetric and s is symmetric, so normalising by columns or by rows gives the same
+    value.
+
+    ``convention="anchors"`` (the authors' ImageNet code, SupCon-style): the anchor itself is removed from
+    its denominator and its positives, and the means are per anchor. With A(i) = {a != i}:
+
+        L_self = 1/(2N) sum_i [ -s_{i p(i)} + log sum_{a in A(i)} exp(s_ia) ]     (= :func:`info_nce`)
+        L_sup  = 1/|Y| sum_{i in Y} [ -1/|P(i)| sum_{p in P(i)} s_ip + log sum_{a in A(i)} exp(s_ia) ]
+
+    with Y = {i : y_i >= 0} the labeled views and P(i) = {p != i : y_p = y_i} (the anchor's own other view
+    included, as in SupCon's L_out); on a fully labeled batch L_sup equals :func:`supcon`.
+
+    Unlabeled samples (label -1) are in no supervised pair (in both conventions): they contribute to
+    L_self and serve as negatives in every denominator, but never enter L_sup (:func:`supcon` instead
+    gives an unlabeled anchor its own other view as positive). A batch with no supervised pair (no
+    labeled pair of different samples sharing a class in ``"pairs"``; no labeled sample in ``"anchors"``)
+    has L_sup = 0 exactly, with zero gradient: a mean over an empty set is undefined, and replacing it
+    by L_self would silently change the weight alpha that the caller chose; with L_sup = 0 the batch
+    pulls only through the terms it has evidence for, alpha * grad L_self.
+
+    Defaults alpha = 0.5 and tau = 0.1: the values of the authors' published CIFAR training command
+    (``--alpha 0.5 --temperature 0.1``).
+
+    Args:
+        z1, z2: (N, D) two views, N >= 2, unnormalised allowed (rows divided by max(||z||, 1e-6)).
+        labels: (N,) integer class of each sample, -1 = unlabeled.
+        alpha: weight of the self-supervised part, in [0, 1].
+        temperature: tau > 0.
+        convention: ``"pairs"`` or ``"anchors"`` (above).
+
+    Returns:
+        0-dim tensor.
+
+    >>> z = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    >>> y = torch.tensor([0, 0, 1, 1, 2, 2])
+    >>> torch.allclose(ssem(z, z, y, alpha=1.0, convention="anchors"), info_nce(z, z, 0.1))
+    True
+    >>> torch.allclose(ssem(z, z, y, alpha=0.0, convention="anchors"), supcon(z, z, y, 0.1))
+    True
+    """
+    a = _check_fraction("alpha", alpha)
+    sup, self_ = ssem_terms(z1, z2, labels, temperature, convention)
+    return (1.0 - a) * sup + a * self_
+
+
+def _ssem_pairs(
+    z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, t: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_sup, L_self) of the ``"pairs"`` convention on validated inputs. No host sync."""
+    n = z1.shape[0]
+    u = _unit_rows(torch.cat([z1, z2], dim=0))
+    logits = (u @ u.T) / t  # (2N, 2N), the self term kept
+    log_p = logits - torch.logsumexp(logits, dim=0, keepdim=True)  # column-wise: b is the anchor
+    same = _same_instance(2 * n, n, u.device)
+    y = torch.cat([labels, labels])
+    sup = (y[:, None] == y[None, :]) & (y >= 0)[:, None] & ~same
+    l_self = -torch.where(same, log_p, 0.0).sum() / (4 * n)
+    l_sup = -torch.where(sup, log_p, 0.0).sum() / sup.sum().clamp_min(1)  # an empty S gives exactly 0
+    return l_sup, l_self
+
+
+def _ssem_anchors(
+    z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, t: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_sup, L_self) of the ``"anchors"`` convention on validated inputs. No host sync."""
+    logits, positive = _two_view_logits(z1, z2, t)  # diagonal -inf
+    lse = torch.logsumexp(logits, dim=1)
+    l_self = (lse - positive).mean()
+    y = torch.cat([labels, labels])
+    labeled = y >= 0
+    positives = (y[:, None] == y[None, :]) & labeled[:, None]
+    positives.diagonal().fill_(False)
+    per_anchor = lse - torch.where(positives, logits, 0.0).sum(dim=1) / positives.sum(dim=1).clamp_min(1)
+    l_sup = torch.where(labeled, per_anchor, 0.0).sum() / labeled.sum().clamp_min(1)  # no labeled view: 0
+    return l_sup, l_self
+
+
+class SSEMLoss(nn.Module):
+    """Module form of :func:`ssem` (Lee et al. 2025); defaults alpha = 0.5, tau = 0.1, ``"pairs"``. Needs labels.
+
+    >>> SSEMLoss(alpha=0.25, convention="anchors")
+    SSEMLoss(alpha=0.25, temperature=0.1, convention='anchors')
+    """
+
+    def __init__(self, alpha: float = 0.5, temperature: float = 0.1, convention: str = "pairs") -> None:
+        super().__init__()
+        self.alpha = _check_fraction("alpha", alpha)
+        self.temperature = _check_positive("temperature", temperature)
+        self.convention = _check_choice("convention", convention, SSEM_CONVENTIONS)
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """z1, z2: (N, D); labels: (N,) with -1 = unlabeled (required)."""
+        if labels is None:
+            raise ValueError("labels=None: SSEMLoss needs labels of shape (N,) (use -1 for unlabeled samples)")
+        return ssem(z1, z2, labels, self.alpha, self.temperature, self.convention)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, temperature={self.temperature}, convention={self.convention!r}"
+
+
+# --------------------------------------------------------------------------------------------
+# CPLearn (Sansone, Lebailly & Tuytelaars 2025)
+# --------------------------------------------------------------------------------------------
+
+
+def cplearn_temperature(f: int, n: int, c: int, eps: float = 1e-8) -> float:
+    """The temperature of CPLearn's logits, tau = f / (sqrt(n) * log((1 - eps (c - 1)) / eps)).
+
+    Sansone, Lebailly & Tuytelaars (2025), "Collapse-Proof Non-Contrastive Self-Supervised Learning", ICML,
+    arXiv 2410.04959; the formula and eps = 1e-8 as the authors' code computes them (the projector's
+    forward pass). f: width of the projector's tanh layer (the rows of the code matrix), n: batch size,
+    c: number of codes. The log is positive only for eps < 1/c, so eps must lie in (0, 1/c).
+
+    >>> round(cplearn_temperature(2048, 64, 16384), 4)
+    13.8975
+    """
+    f = _check_size("f", f)
+    n = _check_size("n", n)
+    c = _check_size("c", c, 2)
+    eps = _check_code_eps(eps, c)
+    return f / (math.sqrt(n) * math.log((1.0 - eps * (c - 1)) / eps))
+
+
+def _check_code_eps(eps: object, c: int) -> float:
+    """``eps`` as a float if it lies in (0, 1/c) (where CPLearn's temperature is positive and finite)."""
+    if _is_finite_real(eps) and 0 < eps < 1 / c:
+        return float(eps)
+    raise ValueError(f"eps must be a real number in (0, 1/c) = (0, {1 / c:.6g}) for c={c}; got {eps!r}")
+
+
+def _check_logits(name: str, x: object) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape (n, c); got {type(x).__name__}")
+    if x.dim() != 2 or not x.is_floating_point():
+        raise ValueError(
+            f"{name} must be a floating-point tensor of shape (n, c); got {x.dtype} of shape {tuple(x.shape)}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (n=0); shape {tuple(x.shape)}")
+    if x.shape[1] < 2:
+        raise ValueError(f"{name} must have c >= 2 columns (codes); got shape {tuple(x.shape)}")
+    return x
+
+
+def cplearn(logits1: torch.Tensor, logits2: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """CPLearn loss on the logits of two views (Sansone, Lebailly & Tuytelaars 2025, arXiv 2410.04959).
+
+    The logits are hW / tau (:class:`CPLearnProjector`). With p^v = softmax of view v's logits per row,
+    (n, c), and p-bar^v = (1/n) sum_i p^v_i its batch mean, (c,):
+
+        L = 1/2 [beta CE(p^2, p^1) + KL(p-bar^2 || U_c)] + 1/2 [beta CE(p^1, p^2) + KL(p-bar^1 || U_c)]
+        CE(t, q) = -(1/n) sum_i sum_j t_ij log q_ij,      KL(p-bar || U_c) = sum_j p-bar_j log(c p-bar_j)
+
+    U_c the uniform distribution on the c codes. No stop-gradient: both arguments of each CE are
+    differentiated, as in the authors' code. The cross-entropies pull each sample's two views onto the same
+    code; the KL terms spread the batch over all codes. log q and log p-bar are computed in the log
+    domain (log-softmax, and log p-bar_j = logsumexp_i log p_ij - log n), which gives the same value as the
+    authors' log(c * p.mean(0)) and stays finite where a probability underflows to 0.
+
+    Default beta = 1: the authors' configuration (their CIFAR pretraining config, with f = 2048 and
+    c = 16384); their loss function's signature and docstring give other values (0.05, 0.01).
+
+    Args:
+        logits1, logits2: (n, c) logits of the two views, the same shape, c >= 2.
+        beta: weight of the cross-entropy terms, >= 0.
+
+    Returns:
+        0-dim tensor.
+
+    >>> x = torch.randn(8, 5, generator=torch.Generator().manual_seed(0))
+    >>> bool(cplearn(x, x) < cplearn(x, -x))  # agreeing views: lower loss
+    True
+    """
+    l1 = _check_logits("logits1", logits1)
+    l2 = _check_logits("logits2", logits2)
+    if l1.shape != l2.shape:
+        raise ValueError(
+            f"logits1 and logits2 must have the same shape (n, c); got {tuple(l1.shape)} and {tuple(l2.shape)}"
+        )
+    if l1.dtype != l2.dtype or l1.device != l2.device:
+        raise ValueError(
+            f"logits1 and logits2 must share dtype and device; got {l1.dtype}/{l1.device} and {l2.dtype}/{l2.device}"
+        )
+    b = _check_nonnegative("beta", beta)
+    log_p1 = torch.log_softmax(l1, dim=1)
+    log_p2 = torch.log_softmax(l2, dim=1)
+    half1 = b * _cross_entropy_rows(log_p2, log_p1) + _kl_to_uniform(log_p2)
+    half2 = b * _cross_entropy_rows(log_p1, log_p2) + _kl_to_uniform(log_p1)
+    return 0.5 * half1 + 0.5 * half2
+
+
+def _cross_entropy_rows(log_target: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """CE(t, q) = -(1/n) sum_i sum_j t_ij log q_ij from log t, log q: (n, c)."""
+    return -(log_target.exp() * log_q).sum(dim=1).mean()
+
+
+def _kl_to_uniform(log_p: torch.Tensor) -> torch.Tensor:
+    """KL(p-bar || U_c) = sum_j p-bar_j log(c p-bar_j), p-bar the row mean of p = exp(log_p): (n, c)."""
+    n, c = log_p.shape
+    log_mean = torch.logsumexp(log_p, dim=0) - math.log(n)
+    return (log_mean.exp() * (log_mean + math.log(c))).sum()
+
+
+class CPLearnLoss(nn.Module):
+    """Module form of :func:`cplearn` (Sansone et al. 2025); default beta = 1. Takes the two views' LOGITS.
+
+    >>> CPLearnLoss()
+    CPLearnLoss(beta=1.0)
+    """
+
+    def __init__(self, beta: float = 1.0) -> None:
+        super().__init__()
+        self.beta = _check_nonnegative("beta", beta)
+
+    def forward(
+        self, logits1: torch.Tensor, logits2: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """logits1, logits2: (n, c) from :class:`CPLearnProjector`; ``labels`` is accepted and ignored."""
+        return cplearn(logits1, logits2, self.beta)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}"
+
+
+class CPLearnProjector(nn.Module):
+    """CPLearn's projector: Linear -> BatchNorm1d -> tanh -> fixed +-1 codes -> logits hW / tau.
+
+    Sansone, Lebailly & Tuytelaars (2025), arXiv 2410.04959, as the authors' code builds it:
+    h = tanh(BN(Linear(x))) in (-1, 1)^f, and the logits hW / tau with W in {-1, +1}^(f x c) a fixed random
+    code matrix that is never trained and tau = :func:`cplearn_temperature` (f, n, c, eps). W is drawn
+    from ``seed`` (each entry +-1 with probability 1/2; the same seed gives the same codes) and held as a
+    registered buffer named ``codes``: it moves with ``.to(device)`` / ``.to(dtype)``, is saved in
+    ``state_dict`` and is not a parameter. The Linear and BatchNorm layers have PyTorch's default
+    initialisation (affine BatchNorm), as in the authors' code.
+
+    The authors' configuration: f = 2048, c = 16384 (then W alone holds 2048 x 16384 floats, 128 MiB
+    in float32). ``n`` is the batch size in tau: an integer fixes tau at construction; ``n=None`` takes
+    the size of each forward batch, as the authors' code does.
+
+    Args:
+        in_features: width of the encoder's features, >= 1.
+        f: width of the tanh layer, >= 1.
+        c: number of codes, >= 2.
+        n: batch size used in tau (>= 1), or None (each forward batch's size).
+        seed: seed of the code matrix.
+        eps: as in :func:`cplearn_temperature`, in (0, 1/c).
+
+    Shapes: ``forward(x)``: x (B, in_features) -> logits (B, c); :meth:`embed`: x -> h (B, f).
+
+    >>> proj = CPLearnProjector(16, 8, 32, n=4, seed=0)
+    >>> proj(torch.randn(4, 16, generator=torch.Generator().manual_seed(1))).shape
+    torch.Size([4, 32])
+    """
+
+    def __init__(
+        self, in_features: int, f: int, c: int, n: int | None, *, seed: int = 0, eps: float = 1e-8
+    ) -> None:
+        super().__init__()
+        self.in_features = _check_size("in_features", in_features)
+        self.f = _check_size("f", f)
+        self.c = _check_size("c", c, 2)
+        self.n = None if n is None else _check_size("n", n)
+        self.eps = _check_code_eps(eps, self.c)
+        self.tau = None if self.n is None else cplearn_temperature(self.f, self.n, self.c, self.eps)
+        if not _is_integer(seed):
+            raise ValueError(f"seed must be an integer; got {seed!r}")
+        self.seed = int(seed)
+        self.linear = nn.Linear(self.in_features, self.f)
+        self.bn = nn.BatchNorm1d(self.f)
+        gen = torch.Generator().manual_seed(self.seed)
+        codes = torch.randint(0, 2, (self.f, self.c), generator=gen).mul_(2).sub_(1).to(torch.float32)
+        self.register_buffer("codes", codes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """h = tanh(BN(Linear(x))): (B, f), the representation whose collapse the paper's claims concern."""
+        return torch.tanh(self.bn(self.linear(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, in_features) -> logits hW / tau: (B, c)."""
+        tau = self.tau if self.tau is not None else cplearn_temperature(self.f, x.shape[0], self.c, self.eps)
+        return (self.embed(x) @ self.codes) / tau
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, f={self.f}, c={self.c}, n={self.n}, seed={self.seed}, eps={self.eps}"
+
+
+# --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
 
@@ -875,6 +1245,8 @@ LOSSES: dict[str, type[nn.Module]] = {
     "supcon": SupConLoss,
     "barlowtwins": BarlowTwinsLoss,
     "vicreg": VICRegLoss,
+    "ssem": SSEMLoss,
+    "cplearn": CPLearnLoss,
 }
 
 
