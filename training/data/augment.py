@@ -7,12 +7,12 @@ with three operations, AutoAugment with the ImageNet policy (Cubuk et al. 2018) 
 - :func:`pretrain_transform`, :func:`eval_transform`: the augmentation policies and the evaluation
   transform (image -> normalised float tensor ``(3, S, S)``); :data:`POLICIES`, :data:`FLIPPING_POLICIES`.
 - :class:`DigitsPolicy` and the ``DIGITS_*`` constants: the ``"digits"`` policy (ours, not in the paper)
-  for the 8x8 digits of :mod:`training.datasets`, with the reason for each choice; it is
+  for the 8x8 digits of :mod:`training.data.catalog`, with the reason for each choice; it is
   :func:`draw_digits_view` (a view's random numbers, :class:`DigitsDraws`) then :func:`augment_digits_batch`
-  (any batch of views, on any device), which :mod:`training.loader` calls on whole batches.
+  (any batch of views, on any device), which :mod:`training.data.loader` calls on whole batches.
 - :func:`default_policy`: the pre-training policy of a dataset.
 - :class:`SimCLRTransform`: what :func:`pretrain_transform` returns for ``"simclr"`` (a ``v2.Compose``),
-  with the settings that :class:`training.augment_batched.BatchedSimCLR`, its batched twin, reads.
+  with the settings that :class:`training.data.augment_batched.BatchedSimCLR`, its batched twin, reads.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def draw_digits_view(generator: torch.Generator | None, row: tuple[torch.Tensor,
     ``noise`` of one view: :meth:`DigitsDraws.rows`) from ``generator`` (``None``: torch's global CPU
     generator), in this order: ``rand(4)``, ``randint(-max_shift, max_shift + 1, (2,))``, ``randn(C, S, S)``
     (as the in-place ``uniform_``, ``random_``, ``normal_``: the same numbers, and half the Python overhead
-    of ``out=``). The per-image path (:class:`DigitsPolicy`) and the batched one (:mod:`training.loader`)
+    of ``out=``). The per-image path (:class:`DigitsPolicy`) and the batched one (:mod:`training.data.loader`)
     both draw through here, so that one generator state gives one view on either path."""
     u, shift, noise = row
     u.uniform_(generator=generator)
@@ -203,7 +203,7 @@ class DigitsPolicy:
     with B = 1: a random shift and zoom, brightness and contrast with probability 0.8, Gaussian noise, the
     grey channel replicated to three, ``(x - mean) / std``. The random numbers are drawn by
     :func:`draw_digits_view` from torch's global generator (as torchvision's transforms), so
-    :class:`training.data.TwoViewDataset`'s seeded views cover it; :mod:`training.loader` draws the same
+    :class:`training.data.views.TwoViewDataset`'s seeded views cover it; :mod:`training.data.loader` draws the same
     numbers from a generator per image and augments whole batches with the same function, on the training
     device. Parameters and reasons: the ``DIGITS_*`` constants.
     """
@@ -250,7 +250,7 @@ def _simclr_blur_kernel(image_size: int) -> int:
 class SimCLRTransform(v2.Compose):
     """The ``"simclr"`` policy of :func:`pretrain_transform`: a ``v2.Compose`` of its steps (one PIL image at a
     time) that also carries its settings, ``size`` (S), ``strength`` (the colour strength s), ``mean``,
-    ``std``, for :class:`training.augment_batched.BatchedSimCLR` (``--loader device``)."""
+    ``std``, for :class:`training.data.augment_batched.BatchedSimCLR` (``--loader device``)."""
 
     def __init__(self, transforms: Sequence[Callable], size: int, strength: float, mean: tuple[float, ...],
                  std: tuple[float, ...]) -> None:

@@ -1,6 +1,6 @@
 """The SimCLR policy on whole batches of uint8 images: ``--loader device`` for CIFAR-size data.
 
-:func:`training.augment.pretrain_transform` ``("simclr", S, ...)`` augments one PIL image at a time
+:func:`training.data.augment.pretrain_transform` ``("simclr", S, ...)`` augments one PIL image at a time
 (torchvision v2 on PIL). :class:`BatchedSimCLR` draws from the same distributions and applies the same
 operations, in the same order, to a batch of uint8 images kept on the training device (CIFAR-100's 50,000
 x 32 x 32 x 3 training images are 150 MB), as a few dozen tensor operations per batch:
@@ -27,20 +27,14 @@ There is no Gaussian blur: SimCLR blurs from ``S = 64`` on (Tiny-ImageNet, Image
 
 The random numbers: 33 uniforms on [0, 1) per view (:data:`DRAWS_PER_VIEW`, the column layout below),
 drawn for view 1 then view 2 of image i in epoch e from a CPU generator seeded with
-:func:`training.data.view_seed` ``(seed, e, i)`` (:meth:`BatchedSimCLR.draw_two_views`), so that a view
+:func:`training.data.views.view_seed` ``(seed, e, i)`` (:meth:`BatchedSimCLR.draw_two_views`), so that a view
 depends only on (seed, epoch, index), not on the batch, the process or where a run was resumed. The
 parameters are computed from them on the CPU, in float64.
 
-What differs from the PIL path (same distributions of every parameter, other arithmetic; measured with
-identical parameters in tests/training/test_loader.py, in 1/255 levels): PIL works on uint8 and rounds
-after each step (its resize in fixed point, horizontal then vertical pass: within 1 level of ours), here
-every step is float32 on [0, 1]. Pillow's blend, behind its brightness, contrast and saturation, truncates
-to uint8 instead of rounding: each of the three makes the PIL view about half a level darker (within 2.5
-levels of ours). Its contrast uses the grey mean rounded to a whole level, its saturation the luma rounded
-to a level. Its hue goes through 8-bit HSV (hue in 1/255 turns) with the shift truncated towards zero to
-a whole 1/255 turn (``int(255 h)``: shifts below 1/255 do nothing), so even a small shift moves saturated
-pixels by up to ~11 levels; here the shift is exact and HSV float. These operations are torchvision's
-tensor kernels instead, to float32 rounding (1e-5).
+The same distributions of every parameter as the PIL path, other arithmetic: PIL works on uint8 and rounds
+after each step, here every step is float32 on [0, 1], and the colour operations are torchvision's tensor
+kernels (to float32 rounding). The views therefore differ from the PIL path's by a few grey levels (up to ~11
+where PIL's 8-bit hue shift moves saturated pixels); docs/training.md details each difference.
 """
 
 from __future__ import annotations
@@ -66,7 +60,7 @@ CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 CROP_TRIES = 10
 FLIP_P, JITTER_P, GRAY_P = 0.5, 0.8, 0.2
 BLUR_FROM = 64
-"""The smallest view side whose SimCLR policy blurs (:func:`training.augment.pretrain_transform`): not batched."""
+"""The smallest view side whose SimCLR policy blurs (:func:`training.data.augment.pretrain_transform`): not batched."""
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
 """The colour operations, numbered as in torchvision's ``ColorJitter`` (its ``fn_idx``)."""
 LUMA = (0.2989, 0.587, 0.114)
@@ -280,7 +274,7 @@ def augment_simclr_batch(images: torch.Tensor, params: SimCLRParams, size: int, 
 
 
 class BatchedSimCLR:
-    """The ``"simclr"`` policy of :func:`training.augment.pretrain_transform` for batches on a device:
+    """The ``"simclr"`` policy of :func:`training.data.augment.pretrain_transform` for batches on a device:
     the images kept as uint8 (:meth:`store`), each view's 33 uniforms drawn per image on the CPU
     (:meth:`draw_two_views`), the views computed by :func:`augment_simclr_batch` (:meth:`augment`).
 
@@ -301,7 +295,7 @@ class BatchedSimCLR:
 
     @classmethod
     def from_transform(cls, transform: Any) -> BatchedSimCLR:
-        """The batched twin of a :class:`training.augment.SimCLRTransform` (its size, strength, mean, std)."""
+        """The batched twin of a :class:`training.data.augment.SimCLRTransform` (its size, strength, mean, std)."""
         return cls(transform.size, transform.strength, transform.mean, transform.std)
 
     @staticmethod

@@ -1,40 +1,32 @@
 """The pre-training views in batches, augmented in the training process (``--loader device``).
 
-``training.pretrain`` feeds its steps in one of two ways (:data:`LOADERS`):
+The pre-training feeds its steps in one of two ways (:data:`LOADERS`):
 
-* ``workers``: a ``DataLoader`` over :class:`training.data.TwoViewDataset`, one image at a time in
+* ``workers``: a ``DataLoader`` over :class:`training.data.views.TwoViewDataset`, one image at a time in
   ``--workers`` processes (every dataset and policy);
 * ``device``: :class:`DeviceLoader`, for the datasets of :data:`DEVICE_DATASETS` with a batched policy: the
   training images are kept as one tensor on the training device and each batch's two views are computed
-  there, a few dozen tensor operations per batch and view instead of per image and view:
+  there, a few dozen tensor operations per batch and view instead of per image and view: digits with its
+  ``"digits"`` policy (:func:`training.data.augment.augment_digits_batch`), CIFAR-100 and synthetic (32 px,
+  uint8) with the ``"simclr"`` policy below :data:`BLUR_FROM` px
+  (:class:`training.data.augment_batched.BatchedSimCLR`).
 
-  - ``--dataset digits``, its ``"digits"`` policy: :func:`training.augment.augment_digits_batch`. On an 8x8
-    digit the per-image path spends about 0.35 ms per view, nearly all of it operator overhead: two thirds
-    of a ``--arch small`` epoch on one CPU thread (1.3 s); the batched path about 12 us per view, 30 ms of
-    the 0.45 s epoch;
-  - ``--dataset cifar100`` / ``synthetic`` (32 px, uint8 images), the ``"simclr"`` policy below 64 px (no
-    blur): :class:`training.augment_batched.BatchedSimCLR`.
+The default is ``device`` where it exists and the images take at most a quarter of the device's memory
+(:func:`default_loader`, :func:`images_fit`), else ``workers``. The batches are those of the ``DataLoader``
+path: :class:`training.engine.steps.BatchOrder` gives this process's indices and every ``batch`` of them is one
+batch.
 
-  ``benchmarks/bench_loader.py`` measures both paths.
+Digits: the two loaders give the same views. The random numbers of the two views of image i in epoch e are
+drawn, view 1 then view 2, from a CPU generator seeded with :func:`training.data.views.view_seed` ``(seed, e,
+i)`` (:func:`training.data.augment.draw_digits_view`), and ``augment_digits_batch`` computes each view the
+same whatever batch it is in: on the CPU the loaders are bit-identical, ``--resume`` stays exact (also when it
+changes the loader) and the views depend neither on the batch nor on the process (:data:`SAME_VIEWS`).
 
-Digits: the views are the same on both loaders: the random numbers of the two views of image i in epoch e
-are drawn, view 1 then view 2, each ``rand(4)``, ``randint(2)``, ``randn(C, S, S)``, from a CPU generator
-seeded with :func:`training.data.view_seed` ``(seed, e, i)`` (:func:`training.augment.draw_digits_view`),
-and :func:`~training.augment.augment_digits_batch` computes each view the same whatever batch it is in. So
-on the CPU the two loaders give bit-identical views (tests/training/test_loader.py), ``--resume`` stays
-exact (also when it changes the loader), and the views do not depend on the batch or the process. What the
-drawing costs: re-seeding one ``torch.Generator`` and six in-place draws per image, 15-20 us, 20-25 ms of
-an epoch's 1,280 images: two thirds of the batched path, a twentieth of the epoch. It runs on the CPU (on
-CUDA while the previous step's queued kernels run); a batch's numbers then go to the device in three copies.
-
-SimCLR: each view's parameters come from 33 uniforms drawn from the same per-image generator (seeded with
-``view_seed(seed, e, i)``), so views again depend on (seed, epoch, index) alone and ``--resume`` is exact
-on the CPU; the parameters follow the per-image policy's distributions, but the arithmetic is not PIL's
-(float instead of uint8 steps), so the two loaders give different views: a run keeps its loader on
-``--resume`` (:data:`SAME_VIEWS`).
-
-The batches are those of the ``DataLoader`` path: ``training.steps.BatchOrder`` gives this process's indices
-(under torchrun, the process's slice of each global batch) and every ``batch`` of them is one batch.
+SimCLR: each view's parameters come from 33 uniforms drawn from the same per-image generator, so views again
+depend on (seed, epoch, index) alone and ``--resume`` is exact on the CPU; the parameters follow the per-image
+policy's distributions, but the arithmetic is not PIL's (float instead of uint8 steps), so the two loaders give
+different views: a run keeps its loader on ``--resume``. docs/training.md compares the costs of the two paths
+(``benchmarks/bench_loader.py`` measures them).
 """
 
 from __future__ import annotations
@@ -132,7 +124,7 @@ def check_loader(loader: str | None, dataset: str, augmentation: str, image_size
 def draw_two_views(policy: DigitsPolicy, seed: int, epoch: int, indices: list[int], channels: int = 1,
                    generator: torch.Generator | None = None) -> tuple[DigitsDraws, DigitsDraws]:
     """The random numbers (on the CPU) of the first and of the second view of each image of ``indices`` in
-    ``epoch``, as :class:`training.data.TwoViewDataset` draws them: a generator seeded with
+    ``epoch``, as :class:`training.data.views.TwoViewDataset` draws them: a generator seeded with
     ``view_seed(seed, epoch, index)`` per image, view 1's numbers then view 2's (``generator``: the one to
     re-seed, else a new one)."""
     g = torch.Generator() if generator is None else generator
@@ -149,10 +141,10 @@ class DeviceLoader:
     batch, the views ``(B, 3, S, S)`` float32 on ``device``, labels and indices int64 ``(B,)`` on the CPU.
 
     Args:
-        views: the run's two-view dataset, with a seed and a :class:`training.augment.DigitsPolicy` or a
-            :class:`training.augment.SimCLRTransform` (batched as :class:`~training.augment_batched.BatchedSimCLR`);
+        views: the run's two-view dataset, with a seed and a :class:`training.data.augment.DigitsPolicy` or a
+            :class:`training.data.augment.SimCLRTransform` (batched as :class:`~training.data.augment_batched.BatchedSimCLR`);
             its ``epoch`` (``set_epoch``) selects the views, as for the ``DataLoader``.
-        order: the sampler (``training.steps.BatchOrder``, or any sized iterable of indices): the indices
+        order: the sampler (``training.engine.steps.BatchOrder``, or any sized iterable of indices): the indices
             this process loads, in order.
         batch: indices per batch (the process's share of the global batch).
         device: where the images are kept and the views computed.
@@ -186,7 +178,7 @@ class DeviceLoader:
 
     def draws(self, indices: list[int]) -> tuple[DigitsDraws, DigitsDraws] | tuple[SimCLRParams, SimCLRParams]:
         """The numbers of the two views of these images in the current epoch, on the CPU: :func:`draw_two_views`
-        (digits), :meth:`~training.augment_batched.BatchedSimCLR.draw_two_views` (simclr: their parameters)."""
+        (digits), :meth:`~training.data.augment_batched.BatchedSimCLR.draw_two_views` (simclr: their parameters)."""
         if isinstance(self.policy, DigitsPolicy):
             return draw_two_views(self.policy, self.views.seed, self.views.epoch, indices, self.images.shape[1],
                                   self._generator)

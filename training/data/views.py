@@ -112,7 +112,7 @@ def masked_labels(targets: Sequence[int] | np.ndarray | torch.Tensor, labeled: n
 
 def view_seed(seed: int, epoch: int, index: int) -> int:
     """The seed of the generator that draws the two views of image ``index`` in ``epoch`` of a run with
-    ``seed`` (:class:`TwoViewDataset`; :mod:`training.loader` seeds its generators with it too)."""
+    ``seed`` (:class:`TwoViewDataset`; :mod:`training.data.loader` seeds its generators with it too)."""
     return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % (2**63)
 
 

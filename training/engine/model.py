@@ -86,7 +86,7 @@ def resnet_encoder(arch: str = "resnet50", *, small_images: bool = False) -> tup
     Randomly initialised (``weights=None``: pre-training starts from scratch, and nothing is downloaded).
     ``small_images=True`` swaps in the 3x3 stride-1 stem and drops the max-pool (see the module doc).
     """
-    import torchvision  # the training extra; imported here so that `import training.model` stays light
+    import torchvision  # the training extra; imported here so that `import training.engine.model` stays light
 
     arch = check_choice("arch", arch, ("resnet50", "resnet18"))
     net = getattr(torchvision.models, arch)(weights=None)

@@ -242,7 +242,7 @@ class GeometryLog:
         z = self.embeddings(model, device, step)
         means = self._means(z)
         # on CUDA the fit runs there: eta_step repeats `steps` Appendix D steps on (k, D) per Gauss-Newton
-        # iteration, ~30 s per pass for ImageNet's k = 1000, D = 1024 and 1,251 steps per epoch on one CPU core
+        # iteration, which is slow on a CPU for ImageNet's k = 1000 (docs/training.md)
         snaps = [self.means, means] if device.type != "cuda" else [self.means.to(device), means.to(device)]
         fit = eta_table(snaps, steps=[step - self.step], rtol=self._rtol(z))[0]
         row = {"epoch": epoch, "step": step, "lr": lr, **fit, "interval": self.interval}

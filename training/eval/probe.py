@@ -134,6 +134,29 @@ def fit_linear_probe(
     constant feature). Returns the probe on ``device`` in eval mode. Memory: ``x`` is held on ``device``
     (ImageNet, 1.28M x 2048 float32: 10.5 GB).
     """
+    _check_probe_arguments(x, y, num_classes, epochs, batch_size, lr, momentum, weight_decay, seed)
+    n, dim = x.shape
+    dev = default_device(device)
+
+    x = x.detach().to(device=dev, dtype=torch.float32)
+    y = y.detach().to(device=dev, dtype=torch.long)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x must be finite; it contains NaN or inf")
+    mean, std = _feature_stats(x)
+    probe = LinearProbe(dim, num_classes, mean=mean, std=std).to(dev)
+    with torch.no_grad():
+        probe.linear.weight.zero_()
+        probe.linear.bias.zero_()
+
+    _train(probe, x, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+           seed=seed, progress=progress)
+    probe.eval()
+    return probe
+
+
+def _check_probe_arguments(x: object, y: object, num_classes: int, epochs: int, batch_size: int, lr: float,
+                           momentum: float, weight_decay: float, seed: int) -> None:
+    """ValueError naming the argument of :func:`fit_linear_probe` that is out of range."""
     if not isinstance(x, Tensor) or x.ndim != 2 or not x.is_floating_point():
         raise ValueError(f"x must be a 2-D floating-point tensor (N, D); got {_describe(x)}")
     n, dim = x.shape
@@ -155,18 +178,12 @@ def fit_linear_probe(
     check_nonnegative("weight_decay", weight_decay)
     if not is_integer(seed):
         raise ValueError(f"seed must be an integer; got {seed!r}")
-    dev = default_device(device)
 
-    x = x.detach().to(device=dev, dtype=torch.float32)
-    y = y.detach().to(device=dev, dtype=torch.long)
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("x must be finite; it contains NaN or inf")
-    mean, std = _feature_stats(x)
-    probe = LinearProbe(dim, num_classes, mean=mean, std=std).to(dev)
-    with torch.no_grad():
-        probe.linear.weight.zero_()
-        probe.linear.bias.zero_()
 
+def _train(probe: LinearProbe, x: Tensor, y: Tensor, *, epochs: int, batch_size: int, lr: float, momentum: float,
+           weight_decay: float, seed: int, progress: bool) -> None:
+    """Mini-batch SGD of ``probe.linear`` on (x, y), both on the probe's device (see :func:`fit_linear_probe`)."""
+    n, dev = x.shape[0], x.device
     groups = [
         {"params": [probe.linear.weight], "weight_decay": float(weight_decay)},
         {"params": [probe.linear.bias], "weight_decay": 0.0},
@@ -193,8 +210,6 @@ def fit_linear_probe(
             loss_sum += loss.detach() * idx.numel()
         if progress:
             bar.set_postfix(loss=f"{float(loss_sum) / n:.4f}", refresh=False)
-    probe.eval()
-    return probe
 
 
 def _describe(t: object) -> str:

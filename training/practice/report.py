@@ -243,14 +243,14 @@ def _claim_md(i: int, c: PC.Claim) -> list[str]:
     return lines + [""]
 
 
-def markdown(runs: pd.DataFrame, eta: pd.DataFrame, claims: list[PC.Claim], counts: dict[str, int], lam: pd.DataFrame,
-             written: dict[str, str], grid: Grid = STUDY) -> str:
+def _what_ran(runs: pd.DataFrame, counts: dict[str, int], grid: Grid) -> list[str]:
+    """The title and the "What ran" section of practice.md."""
     epochs = ", ".join(str(int(e)) for e in sorted(set(runs["epochs"]))) or "—"
     seeds = ", ".join(str(int(s)) for s in sorted(set(runs["seed"]))) or "—"
     refs = summarise(runs[runs["reference"]], ["label"], "top1", 100.0)
     ref_text = "; ".join(f"{r.label}: {_num(r.mean)} % [{_num(r.low)}, {_num(r.high)}]" for r in refs.itertuples()) or \
         "not run"
-    lines = [
+    return [
         "# Section 5 in miniature: CLOP on 8×8 digits, on a CPU (issue 13)", "",
         "Paper: \"Preventing collapse in contrastive learning with orthonormal prototypes\" (CLOP), arXiv 2403.18699. "
         "Written by `python -m training.practice` (training/practice.py, practice_report.py, practice_claims.py); "
@@ -277,8 +277,12 @@ def markdown(runs: pd.DataFrame, eta: pd.DataFrame, claims: list[PC.Claim], coun
         f"{runs['seed'].nunique()} seed(s) a point (the paper prints single numbers). Digits are "
         "easy: the untrained encoder's features already give the probe most of its accuracy, so accuracy differences "
         "are small; the geometry (μ, class-mean ranks) carries the collapse story.", "",
-        "## Verdicts", "", "| # | claim | verdict | result |", "|---|---|---|---|",
     ]
+
+
+def _verdicts(claims: list[PC.Claim]) -> list[str]:
+    """The verdict table, how verdicts are computed, and each claim in full."""
+    lines = ["## Verdicts", "", "| # | claim | verdict | result |", "|---|---|---|---|"]
     for i, c in enumerate(claims, 1):
         lines.append(f"| {i} | {c.key} | **{c.verdict}** | {c.summary} |")
     lines += ["", "How verdicts are computed: each finding is a sample over seeds (paired by seed where two settings are "
@@ -292,8 +296,13 @@ def markdown(runs: pd.DataFrame, eta: pd.DataFrame, claims: list[PC.Claim], coun
               "(10 %) and is left out of geometry findings.", "", "## Claims", ""]
     for i, c in enumerate(claims, 1):
         lines += _claim_md(i, c)
-    lines += ["## λ ablation (Table 1 in miniature: LARS, batch 256, lr 0.3)", "",
-              "| variant | λ | top-1 % mean [95 % interval] | n |", "|---|---|---|---|"]
+    return lines
+
+
+def _lambda_and_figures(eta: pd.DataFrame, lam: pd.DataFrame, written: dict[str, str]) -> list[str]:
+    """The lambda table and the list of figures and data files."""
+    lines = ["## λ ablation (Table 1 in miniature: LARS, batch 256, lr 0.3)", "",
+             "| variant | λ | top-1 % mean [95 % interval] | n |", "|---|---|---|---|"]
     for r in lam.itertuples():
         lines.append(f"| {r.label} | {r.clop_lambda:g} | {_num(r.mean)} [{_num(r.low)}, {_num(r.high)}] | {r.n} |")
     if lam.empty:
@@ -316,6 +325,13 @@ def markdown(runs: pd.DataFrame, eta: pd.DataFrame, claims: list[PC.Claim], coun
         lines.append(f"- `{png}`: {caption}; data `{data}`." if data else f"- `{png}`: not drawn (no runs of it yet).")
     lines += [f"- `{RUNS_CSV}`: every run's settings, top-1/top-5, first/last loss and last-epoch geometry; "
               "`claims.csv`: every finding above; `lambda.csv`: the λ table.", ""]
+    return lines
+
+
+def markdown(runs: pd.DataFrame, eta: pd.DataFrame, claims: list[PC.Claim], counts: dict[str, int], lam: pd.DataFrame,
+             written: dict[str, str], grid: Grid = STUDY) -> str:
+    """practice.md: what ran, the verdicts and each claim, the lambda table, the figures and data."""
+    lines = _what_ran(runs, counts, grid) + _verdicts(claims) + _lambda_and_figures(eta, lam, written)
     return "\n".join(lines)
 
 

@@ -106,26 +106,9 @@ def _styles(frame: pd.DataFrame) -> dict[str, dict]:
     return out
 
 
-def plot_sweep(data: pd.DataFrame | str | Path, png_path: str | Path, *, x: str, metric: str = "top1",
-               title: str = "", footnote: str = "") -> Path:
-    """Draw a sweep figure from its data (the frame of :func:`figure_data`, or the CSV it was written to):
-    one panel per dataset, one line per variant, mean over seeds with min-max bars; ``x`` "batch_size"
-    (log2 axis) or "lr" (log10 axis); ``metric`` "top1" or "top5" (plotted in percent). Written as PNG
-    to ``png_path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullLocator
-
-    if metric not in METRIC_NAMES:
-        raise ValueError(f"metric must be one of {sorted(METRIC_NAMES)}; got {metric!r}")
-    frame = data if isinstance(data, pd.DataFrame) else pd.read_csv(data)
-    datasets = dataset_order(frame["dataset"])
-    order = list(dict.fromkeys(frame["variant"]))  # the CSV is sorted in legend order
-    styles = _styles(frame)
-    n = len(datasets)
-    labels_all = list(order)
+def _layout(n: int, labels_all: list[str], title: str, footnote: str, plt) -> tuple:
+    """A figure of ``n`` panels sized for its wrapped title, footnote and legend: (fig, height in inches,
+    legend columns, legend and footnote heights in inches, the wrapped title and footnote)."""
     width = max(5.0 * n + 0.8, 8.0)
     ncol = max(1, min(len(labels_all), 2 if n == 1 else (3 if n == 2 else 5)))
     legend_rows = math.ceil(len(labels_all) / ncol)
@@ -138,39 +121,69 @@ def plot_sweep(data: pd.DataFrame | str | Path, png_path: str | Path, *, x: str,
     top_in = 0.45 + 0.22 * title_lines
     axes_in, xlab_in, foot_in, leg_in = 3.9, 0.85, 0.16 * foot_lines + 0.1, 0.28 * legend_rows + 0.15
     height = top_in + axes_in + xlab_in + foot_in + leg_in
-    fig, axes = plt.subplots(1, n, figsize=(width, height), squeeze=False)
+    fig, _ = plt.subplots(1, n, figsize=(width, height), squeeze=False)
     fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, top=1 - top_in / height,
                         bottom=(xlab_in + foot_in + leg_in) / height, wspace=0.25)
+    return fig, height, ncol, leg_in, foot_in, title, footnote
+
+
+def _draw_panel(ax, sub: pd.DataFrame, ds: str, order: list[str], styles: dict[str, dict], x: str, metric: str,
+                handles: dict[str, object]) -> None:
+    """One dataset's panel: a line per variant (mean, min-max bars), log axis, ticks at the x values."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    for v in order:
+        pts = sub[sub["variant"] == v].sort_values(x)
+        if pts.empty:
+            continue
+        mean = 100 * pts[f"{metric}_mean"].to_numpy()
+        lo = mean - 100 * pts[f"{metric}_min"].to_numpy()
+        hi = 100 * pts[f"{metric}_max"].to_numpy() - mean
+        yerr = np.vstack([lo, hi]) if (pts["n_runs"] > 1).any() else None
+        h = ax.errorbar(pts[x].to_numpy(), mean, yerr=yerr, capsize=3, linewidth=1.6, markersize=5,
+                        elinewidth=1, label=v, **styles[v])
+        handles.setdefault(v, h)
+    xs = sorted(set(sub[x]))
+    if x == "batch_size":
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("global batch size (images, log$_2$ scale)")
+    else:
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate = base_lr × batch / 256 (log scale)")
+    ax.xaxis.set_major_locator(FixedLocator(xs))
+    ax.xaxis.set_minor_locator(NullLocator())
+    crowded = len(xs) > 1 and min(b / a for a, b in zip(xs, xs[1:])) < 1.5  # e.g. lr 1 and 1.2
+    ax.set_xticklabels([format_setting(float(v)) for v in xs], rotation=90 if crowded else (45 if len(xs) > 7 else 0))
+    if len(xs) == 1:
+        ax.set_xlim(xs[0] / 2, xs[0] * 2)
+    ax.set_ylabel(f"{METRIC_NAMES[metric]} linear-probe accuracy (%)")
+    ax.set_title(DATASET_NAMES.get(ds, ds))
+    ax.grid(True, alpha=0.3)
+
+
+def plot_sweep(data: pd.DataFrame | str | Path, png_path: str | Path, *, x: str, metric: str = "top1",
+               title: str = "", footnote: str = "") -> Path:
+    """Draw a sweep figure from its data (the frame of :func:`figure_data`, or the CSV it was written to):
+    one panel per dataset, one line per variant, mean over seeds with min-max bars; ``x`` "batch_size"
+    (log2 axis) or "lr" (log10 axis); ``metric`` "top1" or "top5" (plotted in percent). Written as PNG
+    to ``png_path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if metric not in METRIC_NAMES:
+        raise ValueError(f"metric must be one of {sorted(METRIC_NAMES)}; got {metric!r}")
+    frame = data if isinstance(data, pd.DataFrame) else pd.read_csv(data)
+    datasets = dataset_order(frame["dataset"])
+    order = list(dict.fromkeys(frame["variant"]))  # the CSV is sorted in legend order
+    styles = _styles(frame)
+    n = len(datasets)
+    labels_all = list(order)
+    fig, height, ncol, leg_in, foot_in, title, footnote = _layout(n, labels_all, title, footnote, plt)
     handles: dict[str, object] = {}
-    for ax, ds in zip(axes[0], datasets):
-        sub = frame[frame["dataset"] == ds]
-        for v in order:
-            pts = sub[sub["variant"] == v].sort_values(x)
-            if pts.empty:
-                continue
-            mean = 100 * pts[f"{metric}_mean"].to_numpy()
-            lo = mean - 100 * pts[f"{metric}_min"].to_numpy()
-            hi = 100 * pts[f"{metric}_max"].to_numpy() - mean
-            yerr = np.vstack([lo, hi]) if (pts["n_runs"] > 1).any() else None
-            h = ax.errorbar(pts[x].to_numpy(), mean, yerr=yerr, capsize=3, linewidth=1.6, markersize=5,
-                            elinewidth=1, label=v, **styles[v])
-            handles.setdefault(v, h)
-        xs = sorted(set(sub[x]))
-        if x == "batch_size":
-            ax.set_xscale("log", base=2)
-            ax.set_xlabel("global batch size (images, log$_2$ scale)")
-        else:
-            ax.set_xscale("log")
-            ax.set_xlabel("learning rate = base_lr × batch / 256 (log scale)")
-        ax.xaxis.set_major_locator(FixedLocator(xs))
-        ax.xaxis.set_minor_locator(NullLocator())
-        crowded = len(xs) > 1 and min(b / a for a, b in zip(xs, xs[1:])) < 1.5  # e.g. lr 1 and 1.2
-        ax.set_xticklabels([format_setting(float(v)) for v in xs], rotation=90 if crowded else (45 if len(xs) > 7 else 0))
-        if len(xs) == 1:
-            ax.set_xlim(xs[0] / 2, xs[0] * 2)
-        ax.set_ylabel(f"{METRIC_NAMES[metric]} linear-probe accuracy (%)")
-        ax.set_title(DATASET_NAMES.get(ds, ds))
-        ax.grid(True, alpha=0.3)
+    for ax, ds in zip(fig.axes, datasets):  # the panels, left to right
+        _draw_panel(ax, frame[frame["dataset"] == ds], ds, order, styles, x, metric, handles)
     labels = [v for v in labels_all if v in handles]
     fig.legend([handles[v] for v in labels], labels, loc="lower center", ncol=ncol, fontsize=9.5,
                frameon=False, bbox_to_anchor=(0.5, 0.02 / height))

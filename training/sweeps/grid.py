@@ -196,7 +196,7 @@ def points(
 
     Args:
         name: one of :data:`SWEEPS`.
-        dataset: one of training.data.DATASETS (default: the sweep's, see :data:`SWEEPS`).
+        dataset: one of training.data.catalog.DATASETS (default: the sweep's, see :data:`SWEEPS`).
         variants: names of :data:`VARIANTS` among the sweep's (default: all of them).
         seeds: one run per seed (integers >= 0, no repeats).
         values: a subset of the grid (default: all of it); numbers compare by value, so "1" selects 1.0.

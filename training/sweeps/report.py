@@ -57,6 +57,44 @@ def _figures_markdown(drawn: set[str], rules: dict[str, str], prefix: str) -> st
     return "\n".join(lines) + "\n"
 
 
+def _check_options(prefix: str, base_lr: float, augmentation: str) -> None:
+    if any(s in prefix for s in ("/", "\\")) or prefix in (".", ".."):
+        raise ValueError(f"prefix must be a plain file-name prefix without path separators; got {prefix!r}")
+    if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not (math.isfinite(base_lr) and base_lr > 0):
+        raise ValueError(f"base_lr must be a finite real number > 0; got {base_lr!r}")
+    if augmentation not in AUG_NAMES:
+        raise ValueError(f"augmentation must be one of {sorted(AUG_NAMES)}; got {augmentation!r}")
+
+
+def _write_figure(stage, fig: str, rows, prefix: str, base_lr: float) -> list[str]:
+    """Figure ``fig``'s CSV and its two PNGs (top-1, top-5) drawn from the same data; the file names."""
+    x, pngs = FIGURES[fig]
+    data = figure_data(rows, x)
+    csv = f"{prefix}{fig}.csv"
+    data.to_csv(stage(csv), index=False)
+    files = [csv]
+    what = "batch size (lr = {:g} × batch/256)".format(base_lr) if x == "batch_size" else \
+        f"learning rate (batch {PR.LR_SWEEP_BATCH})"
+    for png, metric in pngs:
+        paper_fig = PR.FIGURE_CAPTIONS[png].split(":")[0]
+        title = (f"{paper_fig} (CLOP paper), ours: {METRIC_NAMES[metric]} linear-probe accuracy vs {what}\n"
+                 f"each variant with and without CLOP (λ = {PR.CLOP_LAMBDA:g}); % = labels used")
+        foot = ("Mean over seeds; bars: min–max over seeds where there are several (n in "
+                f"{csv}). The paper's curve values are not printed in its text, so none are shown.")
+        plot_sweep(data, stage(f"{prefix}{png}.png"), x=x, metric=metric, title=title, footnote=foot)
+        files.append(f"{prefix}{png}.png")
+    return files
+
+
+def _write_table(stage, name: str, rows, rule: str, prefix: str) -> list[str]:
+    """Table ``name``'s CSV and Markdown report; the file names."""
+    frame, extra = compare_table(rows, name)
+    frame.to_csv(stage(f"{prefix}{name}.csv"), index=False)
+    text = table_markdown(frame, extra, name, rule, show_variant=frame["variant"].nunique() > 1)
+    stage(f"{prefix}{name}.md").write_text(text)
+    return [f"{prefix}{name}.md", f"{prefix}{name}.csv"]
+
+
 def make_all(results: Sequence[str | Path], out: str | Path = "paper_figures", *, prefix: str = "",
              base_lr: float = PR.BASE_LR, augmentation: str = "simclr") -> dict[str, list[Path]]:
     """Write every figure and table that the rows allow; print a note for each one skipped.
@@ -64,56 +102,26 @@ def make_all(results: Sequence[str | Path], out: str | Path = "paper_figures", *
     Returns {name: [files written]} for name in figure6, figure7, table1, table2, table3, figures (empty
     list when skipped). Raises ValueError for unreadable input (see :func:`load_results`).
     """
-    if any(s in prefix for s in ("/", "\\")) or prefix in (".", ".."):
-        raise ValueError(f"prefix must be a plain file-name prefix without path separators; got {prefix!r}")
-    if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not (math.isfinite(base_lr) and base_lr > 0):
-        raise ValueError(f"base_lr must be a finite real number > 0; got {base_lr!r}")
-    if augmentation not in AUG_NAMES:
-        raise ValueError(f"augmentation must be one of {sorted(AUG_NAMES)}; got {augmentation!r}")
+    _check_options(prefix, base_lr, augmentation)
     out = check_output_dir(out, "--out")
     df = load_results(results)
     written: dict[str, list[str]] = {}
     rules: dict[str, str] = {}
     notes: list[str] = []
+    selected = {"figure6": select_figure6(df, base_lr=base_lr, augmentation=augmentation),
+                "figure7": select_figure7(df, augmentation=augmentation)}
+    selected.update({name: select_table(df, name, base_lr=base_lr, augmentation=augmentation) for name in PR.TABLES})
 
     with staged_outputs(out) as stage:  # every file, or none: an interrupted run keeps the previous set
-        selectors = {"figure6": lambda: select_figure6(df, base_lr=base_lr, augmentation=augmentation),
-                     "figure7": lambda: select_figure7(df, augmentation=augmentation)}
-        for fig, (x, pngs) in FIGURES.items():
-            rows, rule = selectors[fig]()
-            rules[fig] = rule
-            if rows.empty:
-                notes.append(f"note: {fig} skipped: no rows match ({rule}); {len(df)} rows read")
-                written[fig] = []
-                continue
-            data = figure_data(rows, x)
-            csv = f"{prefix}{fig}.csv"
-            data.to_csv(stage(csv), index=False)
-            files = [csv]
-            what = "batch size (lr = {:g} × batch/256)".format(base_lr) if x == "batch_size" else \
-                f"learning rate (batch {PR.LR_SWEEP_BATCH})"
-            for png, metric in pngs:
-                paper_fig = PR.FIGURE_CAPTIONS[png].split(":")[0]
-                title = (f"{paper_fig} (CLOP paper), ours: {METRIC_NAMES[metric]} linear-probe accuracy vs {what}\n"
-                         f"each variant with and without CLOP (λ = {PR.CLOP_LAMBDA:g}); % = labels used")
-                foot = ("Mean over seeds; bars: min–max over seeds where there are several (n in "
-                        f"{csv}). The paper's curve values are not printed in its text, so none are shown.")
-                plot_sweep(data, stage(f"{prefix}{png}.png"), x=x, metric=metric, title=title, footnote=foot)
-                files.append(f"{prefix}{png}.png")
-            written[fig] = files
-
-        for name in PR.TABLES:
-            rows, rule = select_table(df, name, base_lr=base_lr, augmentation=augmentation)
+        for name, (rows, rule) in selected.items():
+            rules[name] = rule
             if rows.empty:
                 notes.append(f"note: {name} skipped: no rows match ({rule}); {len(df)} rows read")
                 written[name] = []
-                continue
-            frame, extra = compare_table(rows, name)
-            frame.to_csv(stage(f"{prefix}{name}.csv"), index=False)
-            text = table_markdown(frame, extra, name, rule, show_variant=frame["variant"].nunique() > 1)
-            stage(f"{prefix}{name}.md").write_text(text)
-            written[name] = [f"{prefix}{name}.md", f"{prefix}{name}.csv"]
-
+            elif name in FIGURES:
+                written[name] = _write_figure(stage, name, rows, prefix, base_lr)
+            else:
+                written[name] = _write_table(stage, name, rows, rule, prefix)
         stage(f"{prefix}figures.md").write_text(_figures_markdown({f for f in FIGURES if written[f]}, rules, prefix))
         written["figures"] = [f"{prefix}figures.md"]
 

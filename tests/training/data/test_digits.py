@@ -1,5 +1,5 @@
 """Tests of the CPU path on real images: ``--dataset digits`` (training.data), ``--arch small``
-(training.model) and ``--optimizer sgd`` (training.build), end to end through pretrain and linear_eval.
+(training.engine.model) and ``--optimizer sgd`` (training.engine.build), end to end through pretrain and linear_eval.
 
 Every test that compares numbers exactly runs on ``--device cpu`` with one torch thread.
 """

@@ -1,15 +1,15 @@
-"""Tests of ``--loader device`` (training.loader): the batched digits augmentation gives the per-image views
+"""Tests of ``--loader device`` (training.data.loader): the batched digits augmentation gives the per-image views
 bit for bit, draws its numbers from the documented distributions, never flips, shards as the DataLoader does,
 and a run with it has the numbers of a ``--loader workers`` run, resumed or not.
 
 Everything runs on ``--device cpu`` with one torch thread; the views are compared with ``torch.equal``:
-:func:`training.augment.augment_digits_batch` computes each view with elementwise operations, a reduction
+:func:`training.data.augment.augment_digits_batch` computes each view with elementwise operations, a reduction
 within the view and ``grid_sample``, none fused, so a view is the same bits in a batch of 1 (the per-image
 path) as in a batch of 256 on the CPU, and runs with either loader have bit-identical metrics. Against the
 torchvision ops the policy was first written with, the views agree to float32 rounding (a bound derived in
 that test).
 
-The second part covers the batched SimCLR policy of the 32 px sets (training.augment_batched): its views
+The second part covers the batched SimCLR policy of the 32 px sets (training.data.augment_batched): its views
 depend on (seed, epoch, index) alone, bit for bit on the CPU; its parameters follow the per-image (PIL)
 path's distributions, by statistical tests over 20,000 views, each shown to reject a slightly wrong sample;
 its operations are torchvision's tensor kernels to float32 rounding, and the PIL kernels up to PIL's uint8

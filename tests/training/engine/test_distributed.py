@@ -67,7 +67,7 @@ def _step(model, objective, v1, v2, labels, ctx):
 
 
 class _GatherWithoutAllReduce(torch.autograd.Function):
-    """A broken gather (the mutation): forward as training.distributed's, backward keeps only this process's
+    """A broken gather (the mutation): forward as training.engine.distributed's, backward keeps only this process's
     rows of its own gradient, without summing the other processes' contributions."""
 
     @staticmethod

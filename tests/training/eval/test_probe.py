@@ -1,4 +1,4 @@
-"""Tests of training.probe: the linear probe against scikit-learn's logistic regression and numpy
+"""Tests of training.eval.probe: the linear probe against scikit-learn's logistic regression and numpy
 statistics, and top-k accuracy against sklearn.metrics.top_k_accuracy_score and a loop over samples.
 """
 
