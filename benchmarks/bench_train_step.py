@@ -25,9 +25,9 @@ import statistics
 import time
 
 import torch
-from clop.util.progress import progress_bar
 
 from clop.util.device import default_device
+from clop.util.progress import progress_bar
 from training.config import PretrainConfig
 from training.engine import distributed
 from training.engine.build import build_objective

@@ -47,7 +47,6 @@ from typing import Any
 from clop.losses import REDUCTIONS, SIMILARITIES
 from clop.util.checks import check_choice, check_nonnegative, check_positive, check_size
 from clop.util.cli import HelpFormatter, check_device
-
 from training.data.augment import FLIPPING_POLICIES, POLICIES, default_policy
 from training.data.catalog import DATASET_INFO, DATASETS
 from training.data.loader import LOADERS, SAME_VIEWS, check_loader

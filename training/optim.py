@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from clop.util.checks import is_finite_real, is_integer, check_nonnegative, check_size
+from clop.util.checks import check_nonnegative, check_size, is_finite_real, is_integer
 
 __all__ = ["OPTIMIZERS", "LARS", "param_groups", "warmup_cosine", "make_scheduler"]
 

@@ -29,11 +29,17 @@ from pathlib import Path
 
 from clop.util.cli import HelpFormatter
 from clop.util.io import check_output_dir
-
 from training.data.catalog import DATASETS
 from training.sweeps.grid import SWEEPS, VARIANTS, format_value, points
 from training.sweeps.launch import (
-    LAUNCHERS, Launch, Runner, check_extra, pretrain_config, print_commands, run_command, run_points,
+    LAUNCHERS,
+    Launch,
+    Runner,
+    check_extra,
+    pretrain_config,
+    print_commands,
+    run_command,
+    run_points,
 )
 
 

@@ -15,12 +15,18 @@ import pytest
 
 from tests.helpers import REPO
 from training.config import (
-    ADDED_SETTINGS, RESUMABLE_CHANGES, RUN_SETTINGS, PretrainConfig, ProbeConfig, config_from_args, pretrain_parser,
+    ADDED_SETTINGS,
+    RESUMABLE_CHANGES,
+    RUN_SETTINGS,
+    PretrainConfig,
+    ProbeConfig,
+    config_from_args,
+    pretrain_parser,
     probe_parser,
 )
+from training.plots import build_parser as plots_parser
 from training.practice.cli import build_parser as practice_parser
 from training.sweep import build_parser as sweep_parser
-from training.plots import build_parser as plots_parser
 
 RUN_NAMES = [  # PretrainConfig(**given).resolved().out, computed with the code before the reorganisation
     ({'dataset': 'digits', 'arch': 'small', 'device': 'cpu'},

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from clop.losses import CLOPLoss, CLOPObjective, make_loss
-
 from training.data.catalog import DATASET_INFO
 from training.engine.model import ContrastiveModel
 from training.optim import LARS, OPTIMIZERS, param_groups

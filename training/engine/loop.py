@@ -41,7 +41,6 @@ from torch.utils.data import DataLoader
 from clop.losses import CLOPObjective
 from clop.util.io import atomic_path, atomic_write_text, check_output_dir
 from clop.util.progress import progress_bar
-
 from training.config import PretrainConfig
 from training.data.augment import pretrain_transform
 from training.data.catalog import DATASET_INFO
@@ -54,11 +53,28 @@ from training.engine.distributed import Context, collective
 from training.engine.lock import RunLock
 from training.engine.resume import resumed_loader, run_state
 from training.engine.rundir import (
-    CHECKPOINT, CONFIG, GEOMETRY, LABELED, LAST_GOOD, LOG, METRICS, Checkpoints, CsvLog, remove_run_files, save_state,
+    CHECKPOINT,
+    CONFIG,
+    GEOMETRY,
+    LABELED,
+    LAST_GOOD,
+    LOG,
+    METRICS,
+    Checkpoints,
+    CsvLog,
+    remove_run_files,
+    save_state,
 )
 from training.engine.steps import BatchOrder, forward_loss
 from training.eval.evaluate import (
-    COLLAPSE_MEAN_NORM, GeometryLog, HeldOut, collapse_row, embed, embedding_eps, eval_batch_images, load_heldout,
+    COLLAPSE_MEAN_NORM,
+    GeometryLog,
+    HeldOut,
+    collapse_row,
+    embed,
+    embedding_eps,
+    eval_batch_images,
+    load_heldout,
 )
 from training.optim import make_scheduler
 

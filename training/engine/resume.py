@@ -17,7 +17,13 @@ from pathlib import Path
 from training.config import ADDED_SETTINGS, PretrainConfig, changed_settings
 from training.data.loader import LOADERS, SAME_VIEWS, check_loader
 from training.engine.rundir import (
-    CHECKPOINT, CONFIG, LAST_GOOD, METRICS, PREV_CHECKPOINT, RUN_FILES, load_checkpoint,
+    CHECKPOINT,
+    CONFIG,
+    LAST_GOOD,
+    METRICS,
+    PREV_CHECKPOINT,
+    RUN_FILES,
+    load_checkpoint,
 )
 
 __all__ = ["run_state", "resumed_loader"]

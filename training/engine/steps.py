@@ -8,7 +8,6 @@ from __future__ import annotations
 import torch
 
 from clop.losses import CLOPObjective
-
 from training.engine import distributed
 
 __all__ = ["BatchOrder", "forward_loss"]

@@ -43,13 +43,18 @@ import torch
 
 from clop import metrics as clop_metrics
 from clop.metrics import default_rtol
-
 from training.data.augment import eval_transform
 from training.data.catalog import DATASET_INFO, DatasetNotFoundError
 from training.data.datasets import load_dataset
 from training.engine.model import ContrastiveModel
 from training.engine.rundir import CsvLog
-from training.eval.geometry import GEOMETRY_KEYS, TABLE_KEYS, class_geometry, eta_table, unit_class_means
+from training.eval.geometry import (
+    GEOMETRY_KEYS,
+    TABLE_KEYS,
+    class_geometry,
+    eta_table,
+    unit_class_means,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from training.config import PretrainConfig

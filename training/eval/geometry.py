@@ -63,8 +63,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from clop.util.checks import check_nonnegative, check_size
 from clop.metrics import default_rtol
+from clop.util.checks import check_nonnegative, check_size
 
 __all__ = [
     "GEOMETRY_KEYS",

@@ -34,14 +34,20 @@ from torch.utils.data import DataLoader, Subset
 from clop import metrics as clop_metrics
 from clop.util.cli import check_device
 from clop.util.io import atomic_write_text, check_output_dir
-
 from training.config import RUN_SETTINGS, PretrainConfig, ProbeConfig
 from training.data.augment import eval_transform
 from training.data.catalog import DATASET_INFO
 from training.data.datasets import load_dataset
 from training.engine.build import build_model, build_objective
 from training.engine.lock import RunLock, RunLockedError
-from training.engine.rundir import CHECKPOINT, CONFIG, LABELED, PREV_CHECKPOINT, PROBE_RESULT, load_checkpoint
+from training.engine.rundir import (
+    CHECKPOINT,
+    CONFIG,
+    LABELED,
+    PREV_CHECKPOINT,
+    PROBE_RESULT,
+    load_checkpoint,
+)
 from training.eval.evaluate import embed, embedding_eps, geometry_columns
 from training.eval.probe import fit_linear_probe, topk_accuracy
 from training.eval.results import RESULT_COLUMNS, append_result, check_results

@@ -24,10 +24,16 @@ from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
-from clop.util.progress import progress_bar
 
-from clop.util.checks import is_finite_real, is_integer, check_nonnegative, check_positive, check_size
+from clop.util.checks import (
+    check_nonnegative,
+    check_positive,
+    check_size,
+    is_finite_real,
+    is_integer,
+)
 from clop.util.device import default_device
+from clop.util.progress import progress_bar
 from training.optim import warmup_cosine
 
 __all__ = ["LinearProbe", "fit_linear_probe", "topk_accuracy"]

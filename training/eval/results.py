@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clop.util.io import atomic_path, check_output_file
-
 from training.config import RUN_SETTINGS
 from training.engine.lock import RunLock
 from training.eval.evaluate import GEOM_COLUMNS

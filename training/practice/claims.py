@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 
 from clop.stats import direction_verdict, paired_gain
-
 from training.eval.evaluate import COLLAPSE_MEAN_NORM, GEOM_COLUMNS
 from training.eval.geometry import TABLE_KEYS, critical_lr
 from training.sweeps.grid import VARIANTS

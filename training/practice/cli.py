@@ -19,8 +19,15 @@ from collections.abc import Sequence
 
 from clop.util.cli import HelpFormatter, check_device
 from clop.util.io import check_output_dir
-
-from training.practice.grid import AXES, EPOCHS, SEEDS, STUDY, Grid, make_launch, study_points
+from training.practice.grid import (
+    AXES,
+    EPOCHS,
+    SEEDS,
+    STUDY,
+    Grid,
+    make_launch,
+    study_points,
+)
 from training.practice.report import report
 from training.practice.run import run_study
 from training.sweeps.launch import pretrain_config

@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clop.util.io import check_output_dir, staged_outputs
 from clop.stats import DECISION_MARGIN_SE, paired_gain
-
+from clop.util.io import check_output_dir, staged_outputs
 from training.engine.rundir import CONFIG, GEOMETRY, METRICS, PROBE_RESULT
+from training.eval.evaluate import GEOM_COLUMNS
 from training.eval.geometry import critical_lr
 from training.practice import claims as PC
 from training.practice import figures as PF
@@ -82,7 +82,7 @@ def collect(points: Sequence[Point], grid: Grid = STUDY) -> tuple[pd.DataFrame, 
         except (OSError, ValueError):
             metrics = pd.DataFrame()
         if metrics.empty:
-            metrics = pd.DataFrame([{c: math.nan for c in ("loss", "contrastive", *PC.GEOM_COLUMNS)}])
+            metrics = pd.DataFrame([{c: math.nan for c in ("loss", "contrastive", *GEOM_COLUMNS)}])
         reference = math.isclose(float(cfg["base_lr"]), grid.reference_lr)
         lr = float(cfg["base_lr"]) * int(cfg["batch_size"]) / 256
         row = {"run": run.name, "variant": p.variant, "label": _label(p.variant, float(cfg["clop_lambda"]), reference),
@@ -97,7 +97,7 @@ def collect(points: Sequence[Point], grid: Grid = STUDY) -> tuple[pd.DataFrame, 
         first, last = metrics.iloc[0], metrics.iloc[-1]
         row.update(loss_first=first["loss"], loss_last=last["loss"], contrastive_first=first["contrastive"],
                    contrastive_last=last["contrastive"])
-        row.update({c: last.get(c, math.nan) for c in PC.GEOM_COLUMNS})
+        row.update({c: last.get(c, math.nan) for c in GEOM_COLUMNS})
         rows.append(row)
         if (run / GEOMETRY).is_file():
             g = pd.read_csv(run / GEOMETRY).rename(columns={"lr": "step_lr"})

@@ -26,7 +26,6 @@ from tqdm.auto import tqdm
 
 from clop.util.device import torch_threads
 from clop.util.progress import progress_bar
-
 from training.engine.rundir import LAST_GOOD
 from training.practice.grid import estimate_seconds
 from training.pretrain import NONFINITE_EXIT

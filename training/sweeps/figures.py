@@ -18,10 +18,16 @@ import numpy as np
 import pandas as pd
 
 from clop.util.io import atomic_path
-
 from training import paper_results as PR
 from training.sweeps.results import (
-    DATASET_NAMES, METRIC_NAMES, aggregate, close_to, dataset_order, format_setting, variant_order, varying,
+    DATASET_NAMES,
+    METRIC_NAMES,
+    aggregate,
+    close_to,
+    dataset_order,
+    format_setting,
+    variant_order,
+    varying,
 )
 
 __all__ = ["select_figure6", "select_figure7", "figure_data", "plot_sweep"]

@@ -32,8 +32,13 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from clop.util.progress import progress_bar
-
-from training.config import PretrainConfig, ProbeConfig, changed_settings, config_from_args, parse_pretrain_args
+from training.config import (
+    PretrainConfig,
+    ProbeConfig,
+    changed_settings,
+    config_from_args,
+    parse_pretrain_args,
+)
 from training.engine.rundir import CHECKPOINT, CONFIG, PROBE_RESULT
 from training.sweeps.grid import Point
 from training.sweeps.state import STATES, status

@@ -17,9 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clop.util.io import check_output_dir, staged_outputs
-
 from training import paper_results as PR
-from training.sweeps.figures import figure_data, plot_sweep, select_figure6, select_figure7
+from training.sweeps.figures import (
+    figure_data,
+    plot_sweep,
+    select_figure6,
+    select_figure7,
+)
 from training.sweeps.results import AUG_NAMES, METRIC_NAMES, load_results
 from training.sweeps.tables import compare_table, select_table, table_markdown
 

@@ -14,8 +14,16 @@ import pandas as pd
 
 from training import paper_results as PR
 from training.sweeps.results import (
-    AUG_NAMES, DATASET_NAMES, KEY_NAMES, aggregate, close_to, dataset_order, format_setting, variant_label,
-    variant_order, varying,
+    AUG_NAMES,
+    DATASET_NAMES,
+    KEY_NAMES,
+    aggregate,
+    close_to,
+    dataset_order,
+    format_setting,
+    variant_label,
+    variant_order,
+    varying,
 )
 
 __all__ = ["select_table", "compare_table", "table_markdown"]

@@ -1,4 +1,4 @@
-"""Tests of the CPU path on real images: ``--dataset digits`` (training.data), ``--arch small``
+"""Tests of the CPU path on real images: ``--dataset digits`` (training.data.digits), ``--arch small``
 (training.engine.model) and ``--optimizer sgd`` (training.engine.build), end to end through pretrain and linear_eval.
 
 Every test that compares numbers exactly runs on ``--device cpu`` with one torch thread.

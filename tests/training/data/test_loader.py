@@ -347,8 +347,8 @@ N_SIMCLR = 10_000  # images: 20,000 views of parameters
 
 
 @pytest.fixture(scope="module")
-def synthetic_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("synthetic-data")
+def synthetic_root(synthetic_data):
+    return synthetic_data
 
 
 @pytest.fixture(scope="module")

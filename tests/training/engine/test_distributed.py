@@ -19,17 +19,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from tests.helpers import REPO
 import torch
 import torch.multiprocessing as mp
 
-from training.engine import distributed
-from training.engine.model import ContrastiveModel
-from training.optim import LARS, param_groups
+from tests.helpers import REPO
 from training.config import PretrainConfig
+from training.engine import distributed
 from training.engine.build import build_objective
+from training.engine.model import ContrastiveModel
 from training.engine.steps import forward_loss
+from training.optim import LARS, param_groups
 
 GLOBAL_BATCH, CLASSES, DIM = 8, 4, 16
 
@@ -133,6 +132,7 @@ def _max_rel_error(got: dict, want: dict) -> dict:
     return {k: float((got[k] - w).abs().max() / w.abs().max().clamp_min(1e-300)) for k, w in want.items()}
 
 
+@pytest.mark.slow
 def test_two_process_step_equals_one_process_with_the_whole_batch(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
@@ -176,6 +176,7 @@ def test_gather_is_the_identity_for_one_process():
     assert distributed.gather(x, distributed.Context()) is x
 
 
+@pytest.mark.slow
 def test_torchrun_smoke_run_two_processes_writes_one_run(tmp_path):
     """The command line under torchrun (2 CPU processes, gloo): one metrics.csv, one checkpoint, rank 0 only."""
     torchrun = Path(sys.executable).with_name("torchrun")

@@ -44,6 +44,7 @@ def test_the_fixture_is_the_run_its_settings_describe():
     assert list(pd.read_csv(FIXTURE / "partial" / "metrics.csv")["epoch"]) == [1]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("two_threads")
 def test_an_old_run_resumes_to_the_numbers_of_its_uninterrupted_twin_and_is_probed(tmp_path, capsys):
     run = tmp_path / "run"

@@ -20,13 +20,13 @@ import torch
 
 from clop import prototypes as clop_prototypes
 from training import linear_eval, pretrain
-from training.engine import model as tmodel
-from training.engine.model import ContrastiveModel
-from training.config import PretrainConfig, SMOKE, config_from_args
+from training.config import SMOKE, PretrainConfig, config_from_args
 from training.data.catalog import DATASET_INFO
 from training.data.datasets import load_dataset
 from training.data.views import TwoViewDataset, labeled_subset
+from training.engine import model as tmodel
 from training.engine.build import build_objective
+from training.engine.model import ContrastiveModel
 from training.engine.steps import forward_loss
 from training.eval.evaluate import collapse_row
 
@@ -34,8 +34,8 @@ TIME_COLUMNS = ["images_per_s", "epoch_seconds"]
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
+def data_root(synthetic_data) -> Path:
+    return synthetic_data
 
 
 def _smoke(out: Path, data_root: Path, *extra: str, step=forward_loss) -> int:
@@ -59,6 +59,7 @@ def smoke_run(tmp_path_factory, data_root) -> Path:
 # ------------------------------------------------------------------------------------ end to end
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_config_metrics_checkpoint_and_labeled_split(smoke_run):
     cfg = json.loads((smoke_run / "config.json").read_text())
     assert cfg["dataset"] == "synthetic" and cfg["arch"] == "resnet50" and cfg["image_size"] == 16
@@ -87,6 +88,7 @@ def test_smoke_run_writes_config_metrics_checkpoint_and_labeled_split(smoke_run)
     torch.testing.assert_close(ckpt["objective"]["clop.prototypes"], expected)
 
 
+@pytest.mark.slow
 def test_schedule_in_the_run_follows_warmup_then_cosine(smoke_run):
     """lr of each epoch's last step = 0.3 x 16/256 x warmup_cosine(step - 1) with 3 warm-up steps of 6."""
     from training.optim import warmup_cosine
@@ -97,6 +99,7 @@ def test_schedule_in_the_run_follows_warmup_then_cosine(smoke_run):
         assert lr == pytest.approx(peak * warmup_cosine(step - 1, 6, 3), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_linear_eval_appends_a_results_row_with_every_setting(smoke_run):
     res = pd.read_csv(smoke_run.parent / "results.csv")
     assert len(res) == 1
@@ -118,6 +121,7 @@ def test_linear_eval_appends_a_results_row_with_every_setting(smoke_run):
     assert json.loads((smoke_run / "linear_eval.json").read_text())["top1"] == pytest.approx(row["top1"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_other_seed_other_numbers(smoke_run, data_root, tmp_path):
     again = tmp_path / "again"
     assert _smoke(again, data_root) == 0
@@ -138,6 +142,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(smoke_run, data_root, t
 # --------------------------------------------------------------------------- labels and the CLOP term
 
 
+@pytest.mark.slow
 def test_unlabeled_samples_never_reach_the_clop_term(data_root, tmp_path, monkeypatch):
     """Every label the objective sees is -1 unless its image is in the saved labeled subset, and then it is
     the image's true label; the CLOP term's value equals the term recomputed on the labeled rows only."""
@@ -212,6 +217,7 @@ def test_nonfinite_loss_stops_with_the_last_good_state_saved(data_root, tmp_path
     assert ckpt["optimizer"]["state"], "the saved state is the one after the first (good) step"
 
 
+@pytest.mark.slow
 def test_existing_run_is_not_overwritten_unless_asked(data_root, tmp_path, capsys):
     run = tmp_path / "twice"
     args = ("--arch", "resnet18", "--epochs", "1", "--warmup-epochs", "0", "--steps-per-epoch", "1")
@@ -224,6 +230,7 @@ def test_existing_run_is_not_overwritten_unless_asked(data_root, tmp_path, capsy
     assert len(pd.read_csv(run / "metrics.csv")) == 1
 
 
+@pytest.mark.slow
 def test_missing_dataset_fails_at_once_naming_the_path(tmp_path, capsys):
     empty = tmp_path / "nothing-here"
     assert pretrain.main(["--dataset", "cifar100", "--data-root", str(empty), "--out", str(tmp_path / "r"),

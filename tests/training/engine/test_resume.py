@@ -27,6 +27,8 @@ ARGS = ("--smoke", "--arch", "resnet18", "--image-size", "8", "--epochs", "3", "
         "--warmup-epochs", "1", "--eval-batch", "16", "--no-progress", "--device", "cpu")
 TIME_COLUMNS = ["images_per_s", "epoch_seconds"]
 
+pytestmark = pytest.mark.slow  # every test shares the uninterrupted run of the module fixture (tens of seconds)
+
 
 def _run(out: Path, data: Path, *extra: str, step=forward_loss) -> int:
     return pretrain.main([*ARGS, "--out", str(out), "--data-root", str(data), *extra], step=step)
@@ -49,8 +51,8 @@ def _assert_same_run(a: Path, b: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
+def data(synthetic_data) -> Path:
+    return synthetic_data
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Nothing lost, nothing silently wrong in the training package (issue 12).
+"""Nothing lost, nothing silently wrong in the training package.
 
 * ``--overwrite`` checks settings and data before it deletes anything: a failed start leaves the old run
   byte for byte as it was.
@@ -34,13 +34,19 @@ import pytest
 import torch
 
 from training import linear_eval, plots, pretrain, sweep
-from training.eval import linear as probe_module  # where linear_eval looks up what the tests replace
-from training.sweeps import report as report_module  # where make_all looks up what the tests replace
 from training.data.catalog import DatasetCorruptError
 from training.data.cifar import write_synthetic_cifar
 from training.data.datasets import load_dataset
 from training.engine.lock import RunLock, RunLockedError, owner_alive, start_ticks
+from training.eval import (
+    linear as probe_module,  # where linear_eval looks up what the tests replace
+)
+from training.eval.probe import fit_linear_probe
 from training.eval.results import RESULT_COLUMNS, append_result
+from training.sweeps import (
+    report as report_module,  # where make_all looks up what the tests replace
+)
+from training.sweeps.figures import plot_sweep
 from training.sweeps.report import make_all
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -74,8 +80,8 @@ def _replace(path: Path, data: bytes) -> None:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("data")
+def data(synthetic_data) -> Path:
+    return synthetic_data
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +251,6 @@ def test_linear_eval_names_a_bad_checkpoint_and_uses_the_previous_only_when_allo
     run = _copy_run(finished, tmp_path / "bad")
     _replace(run / "checkpoint.pt", b"not a checkpoint\n")
     results = tmp_path / "results.csv"
-    fit = probe_module.fit_linear_probe
     monkeypatch.setattr(probe_module, "fit_linear_probe", lambda *a, **k: pytest.fail("the probe must not train"))
     assert linear_eval.main(["--run", str(run), "--results", str(results), *PROBE]) == 2
     err = capsys.readouterr().err
@@ -254,7 +259,7 @@ def test_linear_eval_names_a_bad_checkpoint_and_uses_the_previous_only_when_allo
     assert "holds epoch 1, step 0, not the finished run" in err and "--resume" in err
     assert not results.exists() and not (run / "linear_eval.json").exists()
 
-    monkeypatch.setattr(probe_module, "fit_linear_probe", fit)  # --allow-partial: the previous epoch is probed
+    monkeypatch.setattr(probe_module, "fit_linear_probe", fit_linear_probe)  # --allow-partial: the previous epoch is probed
     assert linear_eval.main(["--run", str(run), "--results", str(results), "--allow-partial", *PROBE]) == 0
     out, err = capsys.readouterr()
     assert "using the previous checkpoint" in err and out.startswith("top-1 ")
@@ -376,8 +381,7 @@ def test_plots_interrupted_run_leaves_the_previous_outputs_byte_identical(tmp_pa
     first = tmp_path / "first.csv"
     _results_rows(0.5).to_csv(first, index=False)
     drawn = []
-    plot = report_module.plot_sweep
-    monkeypatch.setattr(report_module, "plot_sweep", lambda data, *a, **k: drawn.append(type(data)) or plot(data, *a, **k))
+    monkeypatch.setattr(report_module, "plot_sweep", lambda data, *a, **k: drawn.append(type(data)) or plot_sweep(data, *a, **k))
     make_all([first], out)
     assert drawn and set(drawn) == {pd.DataFrame}, "the figures are drawn from the data in memory"
     before = _snapshot(out)

@@ -1,4 +1,4 @@
-"""Tests of training.eval.geometry (issue 13, items 4 and 5) against independent numpy computations in float64,
+"""Tests of training.eval.geometry against independent numpy computations in float64,
 constructed configurations (simplex ETF, orthonormal, collapsed) and synthetic Appendix D steps with a
 known eta (CLOP, arXiv 2403.18699, Sec. 3.2, Theorem 1, Appendix D).
 """

@@ -1,4 +1,4 @@
-"""The class geometry wired into training (issue 13, items 4 and 5): metrics.csv's ``geom_`` columns,
+"""The class geometry wired into training: metrics.csv's ``geom_`` columns,
 RUN/geometry.csv (the Appendix D fits per logged interval), their survival of a kill and ``--resume``, the
 linear probe's ``geom_`` columns, and that logging leaves the training numbers bit for bit as they are.
 
@@ -20,14 +20,20 @@ import torch
 from clop.metrics import default_rtol
 from tests.helpers import Killed, dies_at
 from training import linear_eval, pretrain
-from training.eval import evaluate
-from training.engine.build import build_model
-from training.eval.geometry import GEOMETRY_KEYS, TABLE_KEYS, class_geometry, eta_table, unit_class_means
 from training.data.augment import eval_transform
 from training.data.catalog import DATASET_INFO
 from training.data.datasets import load_dataset
+from training.engine.build import build_model
 from training.engine.rundir import Checkpoints
 from training.engine.steps import forward_loss
+from training.eval import evaluate
+from training.eval.geometry import (
+    GEOMETRY_KEYS,
+    TABLE_KEYS,
+    class_geometry,
+    eta_table,
+    unit_class_means,
+)
 from training.eval.linear import load_config
 from training.eval.results import RESULT_COLUMNS, check_results
 

@@ -31,6 +31,7 @@ def _blobs(seed: int, n_per_class: int = 50, dim: int = 16, classes: int = 4, sp
 # ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_probe_separates_linearly_separable_blobs():
     x, y = _blobs(0)
     probe = fit_linear_probe(x, y, 4, epochs=30, batch_size=32, device="cpu")
@@ -69,6 +70,7 @@ def test_probe_standardisation_buffers_equal_numpy_mean_std(monkeypatch):
     torch.testing.assert_close(probe(x), z @ probe.linear.weight.T + probe.linear.bias)
 
 
+@pytest.mark.slow
 def test_probe_reaches_the_regularised_logistic_regression_optimum():
     """SGD's final objective is within 0.1 % of scikit-learn's exact optimum (lbfgs, multinomial).
 

@@ -1,6 +1,6 @@
-"""Tests of the practice study (training.practice, practice_report, practice_claims; issue 13, items 6 and 7).
+"""Tests of the practice study (training.practice: grid, run, report, claims, figures, cli).
 
-* the grid, typed here from the issue and the paper (Sec. 5), read back through training.pretrain's parser;
+* the grid, typed here from the paper (Sec. 5), read back through training.pretrain's parser;
 * the command line: every flag with its default in --help, bad values refused naming the flag;
 * end to end on a tiny slice (two points a seed, two seeds, one epoch): every output file, the report's numbers
   equal to the runs' own files, a relaunch that skips finished points, a deleted probe result redone alone, a
@@ -19,18 +19,19 @@ import pandas as pd
 import pytest
 
 import reproduce
-from training.practice import cli as practice
+from training.config import config_from_args
+from training.eval.evaluate import GEOM_COLUMNS
 from training.practice import claims as PC
+from training.practice import cli as practice
 from training.practice import figures as PF
 from training.practice import report as PR
-from training.config import config_from_args
 from training.practice.cli import build_parser
 from training.practice.grid import STUDY, Grid, estimate_seconds, study_points
 from training.practice.run import diverged
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# Independent expectations (issue 13, item 6; CLOP paper Sec. 5 and Table 1).
+# Independent expectations (CLOP paper Sec. 5 and Table 1).
 SIX = ["infonce10", "infonce10-clop", "infonce10-clop-etf", "supcon100", "supcon100-clop", "supcon100-clop-etf"]
 OUTPUTS = {"practice.md", "practice_runs.csv", "eta_eff.csv", "eta_eff.png", "figure6_batch.png", "figure6_batch.csv",
            "figure7_lr.png", "figure7_lr.csv", "collapse.png", "collapse.csv", "lambda.csv", "claims.csv"}
@@ -195,7 +196,7 @@ def synth_runs(*, top1=None, geom=None, diverged=None, seeds=(0, 1, 2), noise=0.
                "optimizer": s["optimizer"], "batch_size": s["batch_size"], "base_lr": s["base_lr"], "lr": lr,
                "seed": s["seed"], "epochs": 8, "diverged": False, "top1": 90.0, "top5": 0.99, "loss_first": 6.0,
                "loss_last": 5.0, "contrastive_first": 6.0, "contrastive_last": 5.0 - 0.01 * math.log10(max(lr, 1e-6)),
-               **{c: math.nan for c in PC.GEOM_COLUMNS},
+               **{c: math.nan for c in GEOM_COLUMNS},
                "geom_mu_norm": 0.3 + 0.02 * g.standard_normal(), "geom_classes_missing": 0.0, "geom_class_rank": 10.0,
                "geom_class_stable_rank": (9.9 if clop else 9.0) + 0.05 * g.standard_normal(),
                "geom_class_sum_norm": 3.0 if clop else 0.3, "geom_class_cos_gap_etf": 0.1 if clop else 0.005,
@@ -302,6 +303,7 @@ def test_eta_bridge_outcomes():
     assert c.verdict == "inconclusive" and c.summary.startswith("no run collapsed completely")
 
 
+@pytest.mark.slow
 def test_report_from_constructed_tables_and_redraw_from_its_csvs(tmp_path, monkeypatch):
     runs = synth_runs(geom=_collapse_at(10.0, ("sgd",)), diverged=lambda r: r["lr"] == 30 and r["seed"] == 2)
     eta = synth_eta(runs, lambda r: 0.2 * r.lr)

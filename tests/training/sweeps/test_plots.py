@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 
 from tests.helpers import REPO
-
 from training import paper_results as PR
 from training import plots
 from training.sweeps.report import make_all

@@ -379,6 +379,7 @@ def test_a_run_without_checkpoint_is_no_conflict_and_settings_that_keep_the_numb
 # ------------------------------------------------------------------------------------ one real point
 
 
+@pytest.mark.slow
 def test_one_real_point_end_to_end_then_skipped(tmp_path, monkeypatch, capsys):
     # one thread in the subprocesses: on a shared 2-core CPU the small convolutions run faster that way
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
