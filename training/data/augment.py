@@ -7,7 +7,7 @@ with three operations, AutoAugment with the ImageNet policy (Cubuk et al. 2018) 
 - :func:`pretrain_transform`, :func:`eval_transform`: the augmentation policies and the evaluation
   transform (image -> normalised float tensor ``(3, S, S)``); :data:`POLICIES`, :data:`FLIPPING_POLICIES`.
 - :class:`DigitsPolicy` and the ``DIGITS_*`` constants: the ``"digits"`` policy (ours, not in the paper)
-  for the 8x8 digits of :mod:`training.data.catalog`, with the reason for each choice; it is
+  for the 8x8 digits of :mod:`training.data.digits`, with the reason for each choice; it is
   :func:`draw_digits_view` (a view's random numbers, :class:`DigitsDraws`) then :func:`augment_digits_batch`
   (any batch of views, on any device), which :mod:`training.data.loader` calls on whole batches.
 - :func:`default_policy`: the pre-training policy of a dataset.

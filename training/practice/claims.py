@@ -40,8 +40,6 @@ from training.sweeps.results import variant_label
 K = 10
 """Classes of digits."""
 CHANCE = 1.0 / K
-COLLAPSE_MU = COLLAPSE_MEAN_NORM
-"""Complete collapse: the mean of the unit embeddings has norm >= this (the pre-training's criterion)."""
 NEGLIGIBLE_PP = 1.0
 """An accuracy effect inside +-1 pp (3.6 of the 359 test images) is of no practical size."""
 TINY = 1e-12
@@ -250,7 +248,7 @@ def claim_collapse(runs: pd.DataFrame, lrs: Sequence[float]) -> Claim:
         for b in BASELINES:
             big = pick(runs, b, opt, 256, LR_LARGE)
             f = judge_bound(f"{OPT_NAMES[opt]}, {variant_name(b)}{_div_note(big)}", f"μ at lr {LR_LARGE:g}", _geom(big, "mu_norm"),
-                            COLLAPSE_MU)
+                            COLLAPSE_MEAN_NORM)
             findings.append(f)
             verdicts.append(f.verdict)
             ref = pick(runs, b, opt, 256, LR_REF)
@@ -261,7 +259,7 @@ def claim_collapse(runs: pd.DataFrame, lrs: Sequence[float]) -> Claim:
         first = None
         for lr in sorted(lrs):
             mus = [_geom(pick(runs, b, opt, 256, lr), "mu_norm") for b in BASELINES]
-            if all(len(m) for m in mus) and all((m >= COLLAPSE_MU).all() for m in mus):
+            if all(len(m) for m in mus) and all((m >= COLLAPSE_MEAN_NORM).all() for m in mus):
                 first = lr
                 break
         onset[opt] = "none on the grid" if first is None else f"lr {first:g}"
@@ -275,7 +273,7 @@ def claim_collapse(runs: pd.DataFrame, lrs: Sequence[float]) -> Claim:
         "at a learning rate of 10",
         "Sec. 5, 'CLOP Prevents Collapse with Large Learning Rates' (Fig. 7)",
         f"At lr {LR_LARGE:g} (batch 256) both baselines end completely collapsed: μ, the norm of the mean unit "
-        f"embedding of the 359 held-out test images after the last epoch (Theorem 1's μ), lies above {COLLAPSE_MU} "
+        f"embedding of the 359 held-out test images after the last epoch (Theorem 1's μ), lies above {COLLAPSE_MEAN_NORM} "
         "(training.pretrain's collapse criterion). Per optimiser: both baselines must hold; overall: both optimisers.",
         findings, verdict, summary)
 
@@ -471,7 +469,7 @@ def claim_bridge(runs: pd.DataFrame, eta: pd.DataFrame) -> Claim:
     med_r2 = float(fits["r2"].median()) if len(fits) else math.nan
     med_r2s = float(fits["r2_step"].median()) if len(fits) else math.nan
     done = runs[~runs["diverged"]]
-    collapsed = set(done.loc[done["geom_mu_norm"] >= COLLAPSE_MU, "run"])
+    collapsed = set(done.loc[done["geom_mu_norm"] >= COLLAPSE_MEAN_NORM, "run"])
     peak = fits[ok].groupby("run")["eta_step"].max()
     findings = []
     for name, members in (("collapsed runs (final μ ≥ 0.999)", collapsed),

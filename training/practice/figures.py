@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from training.eval.evaluate import COLLAPSE_MEAN_NORM
 from training.eval.geometry import critical_lr
 from training.practice import claims as PC
 from training.practice.grid import STUDY
@@ -143,8 +144,8 @@ def plot_collapse(data: pd.DataFrame, png: Path, epochs: str) -> None:
             d = data[(data["metric"] == key) & ((data["optimizer"] == opt) | (data["kind"] == "reference"))]
             _lines(ax, d, "lr", jitter=0.02)
             if key == "mu_norm":
-                ax.axhline(PC.COLLAPSE_MU, color="k", linewidth=0.8)
-                ax.text(0.01, PC.COLLAPSE_MU, " complete collapse (0.999)", transform=ax.get_yaxis_transform(),
+                ax.axhline(COLLAPSE_MEAN_NORM, color="k", linewidth=0.8)
+                ax.text(0.01, COLLAPSE_MEAN_NORM, " complete collapse (0.999)", transform=ax.get_yaxis_transform(),
                         va="bottom", fontsize=7.5)
                 ax.set_ylim(0, 1.05)
             else:
