@@ -38,7 +38,7 @@ STEPS = [
     # The study behind table5's default number of seeds: 400 seeds x 8 configurations x 2 regimes.
     ("table5-seeds", "simulations.table5_seeds", lambda out, dev: ["--out", out] + (["--device", dev] if dev else [])),
     # Sec. 5 in miniature on 8x8 digits: 366 runs, about an hour on a 2-core CPU; runs in runs/practice.
-    ("practice", "training.practice", lambda out, dev: ["--out", f"{out}/practice"] + (["--device", dev] if dev else [])),
+    ("practice", "training.practice.cli", lambda out, dev: ["--out", f"{out}/practice"] + (["--device", dev] if dev else [])),
 ]
 STEPS.append(("report", "clop.claims_report", lambda out, dev: ["--root", out]))  # last: reads every study's claims
 LONG_STEPS = {"table5-seeds", "practice"}  # not in the default run

@@ -1,10 +1,10 @@
 """Benchmark: augmented views per second of the two pre-training loaders (not a test).
 
-``--loader workers`` is the per-image path: a ``DataLoader`` over ``training.data.TwoViewDataset``, here with
+``--loader workers`` is the per-image path: a ``DataLoader`` over ``training.data.views.TwoViewDataset``, here with
 ``--workers 0`` (the images augmented one at a time in this process: one worker's throughput). ``--loader
-device`` is ``training.loader.DeviceLoader``: the images kept on ``--device``, each batch's random numbers
-drawn per image on the CPU and its views computed batched (digits: ``training.augment.augment_digits_batch``;
-synthetic, cifar100: the SimCLR policy of ``training.augment_batched``). Both iterate the same epochs of the
+device`` is ``training.data.loader.DeviceLoader``: the images kept on ``--device``, each batch's random numbers
+drawn per image on the CPU and its views computed batched (digits: ``training.data.augment.augment_digits_batch``;
+synthetic, cifar100: the SimCLR policy of ``training.data.augment_batched``). Both iterate the same epochs of the
 same ``BatchOrder`` (batch ``--batch``, ``--steps`` batches per epoch). Digits get the same views on both;
 SimCLR views from the same distributions. Passes alternate (workers, device, workers, ...) so that drift in
 the machine's speed hits both; each path's time is the median over ``--rounds`` epochs. Prints the views/s
@@ -36,21 +36,25 @@ import torch
 from torch.utils.data import DataLoader
 
 from clop.util.cli import check_int, parse_device
-from training import data as tdata
-from training import distributed
-from training.loader import DEVICE_DATASETS, DeviceLoader
-from training.steps import BatchOrder
+from training.data.augment import default_policy, pretrain_transform
+from training.data.catalog import DATASET_INFO
+from training.data.cifar import write_synthetic_cifar
+from training.data.datasets import load_dataset
+from training.data.loader import DEVICE_DATASETS, DeviceLoader
+from training.data.views import TwoViewDataset, labeled_subset, masked_labels
+from training.engine import distributed
+from training.engine.steps import BatchOrder
 
 
 def build(dataset: str, root: str, image_size: int | None, batch: int, steps: int | None, device: torch.device,
           seed: int = 0):
     """The two loaders of one run's settings (seed 0, 10 % labels, the dataset's default policy) and the
     dataset and batch order they read."""
-    info = tdata.DATASET_INFO[dataset]
+    info = DATASET_INFO[dataset]
     size = image_size or info.image_size
-    base = tdata.load_dataset(dataset, root, "train")
-    labels = tdata.masked_labels(base.targets, tdata.labeled_subset(base.targets, 0.1, seed))
-    views = tdata.TwoViewDataset(base, tdata.pretrain_transform(tdata.default_policy(dataset), size, info.mean,
+    base = load_dataset(dataset, root, "train")
+    labels = masked_labels(base.targets, labeled_subset(base.targets, 0.1, seed))
+    views = TwoViewDataset(base, pretrain_transform(default_policy(dataset), size, info.mean,
                                                                 info.std), labels, seed=seed)
     full = len(views) // batch
     if full < 1:
@@ -72,7 +76,7 @@ def epoch_seconds(loader, views, order, epoch: int, device: torch.device) -> flo
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="digits", choices=DEVICE_DATASETS, help="dataset (those with a batched policy)")
     p.add_argument("--data-root", default=None, help="cifar100: the folder holding cifar-100-python (required); "
@@ -84,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=10, help="batches per epoch (at most a full epoch)")
     p.add_argument("--rounds", type=int, default=5, help="epochs of each path, alternating")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the pre-training's per-job setting: 1)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     for flag, value, minimum in (("--synthetic-images", args.synthetic_images, 1), ("--batch", args.batch, 1),
                                  ("--steps", args.steps, 1), ("--rounds", args.rounds, 1), ("--threads", args.threads, 1)):
@@ -99,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.dataset == "synthetic" and root is None:
             root = tmp
-            tdata.write_synthetic_cifar(Path(tmp) / "synthetic", train_per_class=-(-args.synthetic_images // 10))
+            write_synthetic_cifar(Path(tmp) / "synthetic", train_per_class=-(-args.synthetic_images // 10))
         views, order, workers, batched = build(args.dataset, root or "data", args.image_size, args.batch, args.steps,
                                                device)
         n_views = 2 * len(order)

@@ -1,7 +1,7 @@
 """Optimisation for SimCLR-style pre-training: the LARS optimiser, its parameter groups, and the
 warm-up + cosine learning-rate schedule.
 
-The CLOP paper (Sec. 5, ../shared/papers/001_a0916c72eb7a88d5.txt) pre-trains ResNet-50 "in the SimCLR
+The CLOP paper (arXiv 2403.18699, Sec. 5) pre-trains ResNet-50 "in the SimCLR
 framework" with learning rate 0.3 x batch/256. SimCLR (Chen, Kornblith, Norouzi & Hinton 2020a, "A simple
 framework for contrastive learning of visual representations", ICML, Sec. 2.3 "Default setting") trains with
 LARS (You, Gitman & Ginsburg 2017, "Large batch training of convolutional networks", arXiv:1708.03888,
@@ -10,6 +10,9 @@ epochs and cosine decay without restarts (Loshchilov & Hutter 2017, "SGDR"). Mom
 coefficient 1e-3 and the exclusion of BatchNorm and bias parameters from both weight decay and the LARS
 adaptation are the settings of SimCLR's released LARS optimiser (google-research/simclr). The defaults
 below are those settings. ``torch.optim`` has no LARS; :class:`LARS` is written here from the formula.
+:data:`OPTIMIZERS` names the two optimisers of ``--optimizer`` (:func:`training.engine.build.build_optimizer`).
+This module sits beside the packages because the engine (LARS, the schedule) and the probe (the schedule)
+both use it.
 
 >>> import torch
 >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
@@ -31,9 +34,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from clop.util.checks import is_finite_real, is_integer, check_nonnegative, check_size
+from clop.util.checks import check_nonnegative, check_size, is_finite_real, is_integer
 
-__all__ = ["LARS", "param_groups", "warmup_cosine", "make_scheduler"]
+__all__ = ["OPTIMIZERS", "LARS", "param_groups", "warmup_cosine", "make_scheduler"]
+
+OPTIMIZERS = ("lars", "sgd")
+"""lars: SimCLR's (the paper's framework); sgd: momentum SGD, the same but for the trust ratio."""
 
 
 def _check_hyper(group: dict[str, Any], where: str = "") -> None:

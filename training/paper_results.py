@@ -1,11 +1,11 @@
 """What the CLOP paper prints about its ResNet benchmarks (Sec. 5), as data with its source.
 
-Paper: ../shared/papers/001_a0916c72eb7a88d5.txt ("Preventing collapse in contrastive learning with
-orthonormal prototypes", CLOP). Section 5 ("Experiment") runs ResNet-50 in the SimCLR framework on
-CIFAR-100, Tiny-ImageNet and ImageNet and reports top-1 / top-5 accuracy of a supervised linear classifier.
+Paper: "Preventing collapse in contrastive learning with orthonormal prototypes" (CLOP), arXiv 2403.18699.
+Section 5 ("Experiment") runs ResNet-50 in the SimCLR framework on CIFAR-100, Tiny-ImageNet and ImageNet and
+reports top-1 / top-5 accuracy of a supervised linear classifier.
 
-What is printed as numbers (the three ablation tables, which the text export places after the Conclusion,
-between the first references; lines 187-208 of the .txt):
+What is printed as numbers (the three ablation tables, which the arXiv text export places after the
+Conclusion, between the first references):
 
 * Table 1 "Accuracy of different λ values": SupCon + CLOP, batch 1024, λ in {0.1, 0.5, 1.0, 1.5},
   CIFAR-100 and Tiny-ImageNet (Sec. 5, "Ablation Study on λ Tuning").
@@ -54,7 +54,6 @@ import dataclasses
 import pandas as pd
 
 __all__ = [
-    "PAPER_FILE",
     "PaperTable",
     "PaperClaim",
     "TABLES",
@@ -81,9 +80,6 @@ __all__ = [
     "TEXT_NOTES",
     "cross_table_matches",
 ]
-
-#: The paper's text export, relative to the repository root.
-PAPER_FILE = "../shared/papers/001_a0916c72eb7a88d5.txt"
 
 # ----------------------------------------------------------------------------------------------------
 # Settings stated in Sec. 5 (verbatim phrases in the comments)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-import training.optim as O
+from training import optim as O
 from training.optim import LARS, make_scheduler, param_groups, warmup_cosine
 
 # ------------------------------------------------------------------------------------------

@@ -1,0 +1,66 @@
+"""What a pre-training run is made of: the network, the objective and the optimiser of a resolved config.
+
+The pre-training loop (:mod:`training.engine.loop`) calls these; the probe (:mod:`training.eval.linear`)
+rebuilds a run's network with :func:`build_model` and its prototypes with :func:`build_objective`.
+
+Optimisers (``--optimizer``):
+
+* ``"lars"`` (default): :class:`training.optim.LARS` with SimCLR's settings, the optimiser of the framework
+  the CLOP paper (arXiv 2403.18699, Sec. 5) says it uses.
+* ``"sgd"`` (ours): ``torch.optim.SGD`` with the same learning rate, momentum (dampening 0, no Nesterov),
+  weight decay and parameter groups (:func:`training.optim.param_groups`: no decay on biases and
+  normalisation parameters) and the same warm-up + cosine schedule. The two then differ only by LARS's
+  trust ratio ``eta ||p|| / ||g + wd p||`` on the adapted tensors: SGD steps by the raw (decayed)
+  gradient, LARS rescales each layer's step (docs/training.md, "LARS and SGD").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from clop.losses import CLOPLoss, CLOPObjective, make_loss
+from training.data.catalog import DATASET_INFO
+from training.engine.model import ContrastiveModel
+from training.optim import LARS, OPTIMIZERS, param_groups
+
+if TYPE_CHECKING:  # pragma: no cover
+    from training.config import PretrainConfig
+
+__all__ = ["build_model", "build_objective", "build_optimizer"]
+
+
+def build_model(cfg: PretrainConfig) -> ContrastiveModel:
+    """The network of a resolved config (the ResNets' small-image stem for inputs of 64 px or less); its
+    projection head takes the encoder's feature size (2048 ResNet-50, 512 ResNet-18, 128 small)."""
+    return ContrastiveModel(
+        cfg.arch, small_images=cfg.image_size <= 64, projection_dim=cfg.projection_dim, hidden_dim=cfg.hidden_dim
+    )
+
+
+def build_objective(cfg: PretrainConfig, device: torch.device) -> CLOPObjective:
+    """The contrastive loss of the config plus, when clop_lambda > 0, the CLOP term of Eq. (4)."""
+    kwargs = {} if cfg.temperature is None else {"temperature": cfg.temperature}
+    base = make_loss(cfg.loss, **kwargs)
+    clop = None
+    if cfg.clop_lambda > 0:
+        clop = CLOPLoss(
+            DATASET_INFO[cfg.dataset].num_classes, cfg.projection_dim, lam=cfg.clop_lambda,
+            similarity=cfg.similarity, prototypes=cfg.prototypes, reduction=cfg.clop_reduction, seed=cfg.seed,
+            device=device,
+        )
+    return CLOPObjective(base, clop)
+
+
+def build_optimizer(cfg: PretrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` over ``model``'s parameters, at ``cfg.lr`` (the schedule scales it), with the config's
+    momentum and weight decay; LARS also takes ``cfg.trust_coefficient``. See the module docstring."""
+    groups = param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == "lars":
+        return LARS(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                    trust_coefficient=cfg.trust_coefficient)
+    if cfg.optimizer == "sgd":
+        plain = [{k: v for k, v in g.items() if k != "lars_adaptation"} for g in groups]
+        return torch.optim.SGD(plain, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optimizer={cfg.optimizer!r} is not supported; expected one of {list(OPTIMIZERS)}")

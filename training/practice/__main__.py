@@ -1,0 +1,5 @@
+"""``python -m training.practice``: see :mod:`training.practice.cli`."""
+
+from training.practice.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,393 @@
+"""The report of the practice study: figures, their CSVs and practice.md.
+
+Paper: "Preventing collapse in contrastive learning with orthonormal prototypes" (CLOP), arXiv 2403.18699.
+
+:func:`collect` reads the study's run directories (config.json, metrics.csv, geometry.csv, linear_eval.json)
+into two tables, :func:`report` draws everything from them:
+
+* ``practice_runs.csv``  one row per finished or diverged run (:data:`training.practice.claims.RUN_COLUMNS`);
+* ``eta_eff.csv``        one row per logged interval of every run: the Appendix D fit (geometry.csv) with the
+                         run's settings and ``trusted`` (:data:`training.practice.claims.TRUST`), ``in_figure``;
+* ``figure6_batch.png/.csv``  top-1 vs batch size (LARS, lr = 0.3 x batch/256), one line per variant;
+* ``figure7_lr.png/.csv``     top-1 vs learning rate, LARS and SGD panels, batch 256;
+* ``collapse.png/.csv``       last-epoch mu (norm of the mean unit embedding), class-mean rank and stable rank
+                              of the held-out embeddings vs learning rate, both optimisers;
+* ``eta_eff.png``             the per-step eta of the class means over training against the critical rate;
+* ``lambda.csv``, ``claims.csv`` and ``practice.md`` (each claim, what was measured, interval, verdict).
+
+Every figure is drawn (:mod:`training.practice.figures`) from the frame written as its CSV (the ``values`` /
+``seeds`` columns hold each seed's value: the dots); points are the mean over seeds with the 95 % Student-t
+interval (clop.stats.paired_gain) as bars. All files are staged and put in place together
+(clop.util.io.staged_outputs): an interrupted report leaves the previous one intact. ``--report-only`` with no
+finished runs redraws from ``practice_runs.csv`` and ``eta_eff.csv`` of a previous report. The grid
+(:class:`training.practice.grid.Grid`) says which runs make each figure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from clop.stats import DECISION_MARGIN_SE, paired_gain
+from clop.util.io import check_output_dir, staged_outputs
+from training.engine.rundir import CONFIG, GEOMETRY, METRICS, PROBE_RESULT
+from training.eval.evaluate import GEOM_COLUMNS
+from training.eval.geometry import critical_lr
+from training.practice import claims as PC
+from training.practice import figures as PF
+from training.practice.grid import STUDY, Grid
+from training.practice.run import diverged
+from training.sweeps.grid import VARIANTS, Point
+from training.sweeps.results import variant_label
+from training.sweeps.state import status
+
+RUNS_CSV = "practice_runs.csv"
+ETA_CSV = "eta_eff.csv"
+ETA_FIGURE_LRS = (0.1, 1.0, 10.0, 30.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Collecting
+# ----------------------------------------------------------------------------------------------------
+
+
+def _label(variant: str, lam: float, reference: bool = False) -> str:
+    v = VARIANTS[variant]
+    if reference:
+        return f"untrained encoder ({100 * v.label_fraction:g}% labels)"
+    name = variant_label(v.loss, v.label_fraction, lam, v.prototypes)
+    return name if math.isclose(lam, v.clop_lambda) else f"{name}, λ = {lam:g}"
+
+
+def collect(points: Sequence[Point], grid: Grid = STUDY) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """(runs, eta, counts) from the run directories of ``points``: finished (probed) and diverged runs;
+    ``counts`` = planned, done, diverged, missing."""
+    rows, etas = [], []
+    counts = {"planned": len(points), "done": 0, "diverged": 0, "missing": 0}
+    for p in points:
+        run = p.run_dir
+        div = diverged(run)
+        if not div and status(run) != "done":
+            counts["missing"] += 1
+            continue
+        counts["diverged" if div else "done"] += 1
+        cfg = json.loads((run / CONFIG).read_text())
+        try:  # a run that diverged in its first epoch has no metrics row
+            metrics = pd.read_csv(run / METRICS)
+        except (OSError, ValueError):
+            metrics = pd.DataFrame()
+        if metrics.empty:
+            metrics = pd.DataFrame([{c: math.nan for c in ("loss", "contrastive", *GEOM_COLUMNS)}])
+        reference = math.isclose(float(cfg["base_lr"]), grid.reference_lr)
+        lr = float(cfg["base_lr"]) * int(cfg["batch_size"]) / 256
+        row = {"run": run.name, "variant": p.variant, "label": _label(p.variant, float(cfg["clop_lambda"]), reference),
+               "reference": reference, **{k: cfg[k] for k in ("loss", "label_fraction", "clop_lambda", "prototypes",
+                                                             "optimizer", "batch_size", "base_lr", "seed", "epochs")},
+               "lr": lr, "diverged": div}
+        if div:
+            row.update(top1=PC.CHANCE, top5=math.nan)
+        else:
+            res = json.loads((run / PROBE_RESULT).read_text())
+            row.update(top1=res["top1"], top5=res["top5"])
+        first, last = metrics.iloc[0], metrics.iloc[-1]
+        row.update(loss_first=first["loss"], loss_last=last["loss"], contrastive_first=first["contrastive"],
+                   contrastive_last=last["contrastive"])
+        row.update({c: last.get(c, math.nan) for c in GEOM_COLUMNS})
+        rows.append(row)
+        if (run / GEOMETRY).is_file():
+            g = pd.read_csv(run / GEOMETRY).rename(columns={"lr": "step_lr"})
+            for k in ("run", "variant", "optimizer", "batch_size", "lr", "clop_lambda", "seed", "reference"):
+                g[k] = row[k]
+            etas.append(g)
+    runs = pd.DataFrame(rows, columns=list(PC.RUN_COLUMNS))
+    eta = pd.concat(etas, ignore_index=True) if etas else pd.DataFrame(columns=[c for c in PC.ETA_COLUMNS if c != "trusted"])
+    eta["trusted"] = PC.trusted(eta) if len(eta) else pd.Series(dtype=bool)
+    eta = eta[list(PC.ETA_COLUMNS)]
+    return runs, eta, counts
+
+
+def load_csvs(out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tables of a previous report in ``out``; ValueError naming a missing or malformed file."""
+    out = Path(out)
+    frames = []
+    for name, cols in ((RUNS_CSV, PC.RUN_COLUMNS), (ETA_CSV, PC.ETA_COLUMNS)):
+        path = out / name
+        if not path.is_file():
+            raise ValueError(f"--out {str(out)!r} has no {name} to redraw from, and --runs holds no finished run of "
+                             "this grid; run the study first (python -m training.practice)")
+        try:
+            f = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path} cannot be read as a CSV ({exc})") from None
+        missing = [c for c in cols if c not in f.columns]
+        if missing:
+            raise ValueError(f"{path} lacks the column(s) {missing}; it is not a CSV written by training.practice")
+        frames.append(f)
+    runs = PC.check_runs(frames[0], str(out / RUNS_CSV))
+    eta = frames[1]
+    eta["reference"] = eta["reference"].map(lambda x: str(x).strip().lower() in ("true", "1", "1.0")).astype(bool)
+    eta["trusted"] = PC.trusted(eta) if len(eta) else pd.Series(dtype=bool)
+    return runs, eta[list(PC.ETA_COLUMNS)]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Figure data
+# ----------------------------------------------------------------------------------------------------
+
+
+def _summary(values: pd.Series) -> dict:
+    v = values.dropna()
+    g = paired_gain(v.to_numpy()) if len(v) else None
+    return {"n": len(v), "mean": g.mean if g else math.nan, "low": g.low if g and g.n > 1 else math.nan,
+            "high": g.high if g and g.n > 1 else math.nan}
+
+
+def summarise(runs: pd.DataFrame, keys: list[str], column: str, scale: float = 1.0) -> pd.DataFrame:
+    """Per group of ``keys``: n, seeds and per-seed values (';'-separated, in seed order), mean and 95 %
+    t-interval of ``column`` x ``scale``, and how many (which seeds) of the runs diverged."""
+    out = []
+    for key, f in runs.groupby(keys, sort=True, dropna=False):
+        f = f.sort_values("seed")
+        vals = f[column].astype(float) * scale
+        s = _summary(vals)
+        out.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))), "n": s["n"],
+                    "seeds": ";".join(str(int(x)) for x in f["seed"]),
+                    "values": ";".join("" if not np.isfinite(x) else f"{x:.6g}" for x in vals),
+                    "mean": s["mean"], "low": s["low"], "high": s["high"], "diverged": int(f["diverged"].sum()),
+                    "diverged_seeds": ";".join(str(int(x)) for x in f.loc[f["diverged"], "seed"])})
+    return pd.DataFrame(out, columns=[*keys, "n", "seeds", "values", "mean", "low", "high", "diverged", "diverged_seeds"])
+
+
+def _six(runs: pd.DataFrame, grid: Grid) -> pd.DataFrame:
+    """Runs of the six Sec. 5 variants at their own lambda (not the reference, not the lambda axis)."""
+    own = runs["variant"].map(lambda v: VARIANTS[v].clop_lambda if v in VARIANTS else math.nan)
+    return runs[~runs["reference"] & runs["variant"].isin(grid.variants) & np.isclose(runs["clop_lambda"], own)]
+
+
+def _with_references(data: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
+    data = data.assign(kind="variant")
+    return pd.concat([data, refs.assign(kind="reference")], ignore_index=True) if len(refs) else data
+
+
+def figure6_data(runs: pd.DataFrame, grid: Grid = STUDY) -> pd.DataFrame:
+    six = _six(runs, grid)
+    rows = six[(six["optimizer"] == "lars") & np.isclose(six["base_lr"], grid.batch_base_lr)]
+    data = summarise(rows, ["variant", "label", "batch_size", "lr"], "top1", 100.0)
+    refs = summarise(runs[runs["reference"]], ["variant", "label", "batch_size", "lr"], "top1", 100.0)
+    return _with_references(data, refs)
+
+
+def figure7_data(runs: pd.DataFrame, grid: Grid = STUDY) -> pd.DataFrame:
+    six = _six(runs, grid)
+    rows = six[six["batch_size"] == grid.lr_batch]
+    data = summarise(rows, ["optimizer", "variant", "label", "lr"], "top1", 100.0)
+    refs = summarise(runs[runs["reference"]], ["optimizer", "variant", "label", "lr"], "top1", 100.0)
+    return _with_references(data, refs)
+
+
+def collapse_data(runs: pd.DataFrame, grid: Grid = STUDY) -> pd.DataFrame:
+    six = _six(runs, grid)
+    rows = six[(six["batch_size"] == grid.lr_batch) & ~six["diverged"]]
+    refs = runs[runs["reference"]]
+    parts = []
+    for key, _ in PF.FIGURE_METRICS:
+        d = summarise(rows, ["optimizer", "variant", "label", "lr"], f"geom_{key}")
+        r = summarise(refs, ["optimizer", "variant", "label", "lr"], f"geom_{key}")
+        parts.append(_with_references(d, r).assign(metric=key))
+    data = pd.concat(parts, ignore_index=True)
+    return data[["metric", *[c for c in data.columns if c != "metric"]]]
+
+
+def lambda_data(runs: pd.DataFrame, grid: Grid = STUDY) -> pd.DataFrame:
+    rows = runs[~runs["reference"] & runs["variant"].isin(grid.ablation) & (runs["optimizer"] == "lars")
+                & (runs["batch_size"] == grid.lr_batch) & np.isclose(runs["base_lr"], grid.batch_base_lr)]
+    data = summarise(rows, ["variant", "clop_lambda"], "top1", 100.0)
+    data.insert(1, "label", [_label(v, 1.0) for v in data["variant"]])
+    return data
+
+
+def eta_figure_mask(eta: pd.DataFrame, grid: Grid = STUDY) -> pd.Series:
+    """The intervals drawn: the two baselines at batch 256, lrs :data:`ETA_FIGURE_LRS` (every lr present when
+    none of those is), the smallest seed."""
+    m = eta["variant"].isin(PC.BASELINES) & ~eta["reference"] & (eta["batch_size"] == grid.lr_batch)
+    m &= np.isclose(eta["clop_lambda"].astype(float), 0.0)
+    preferred = eta["lr"].astype(float).map(lambda x: any(math.isclose(x, v) for v in ETA_FIGURE_LRS))
+    if (m & preferred).any():  # else (a partial grid) every lr present
+        m &= preferred
+    if m.any():
+        m &= eta["seed"] == eta.loc[m, "seed"].min()
+    return m
+
+
+# ----------------------------------------------------------------------------------------------------
+# Markdown
+# ----------------------------------------------------------------------------------------------------
+
+
+def _num(x: float, digits: int = 3) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _claim_md(i: int, c: PC.Claim) -> list[str]:
+    lines = [f"### {i}. {c.key}: **{c.verdict}**", "", f"> \"{c.quote}\" — {c.source}", "",
+             f"**Tested:** {c.test}", "", f"**Result:** {c.summary}", "",
+             "| scope | measured | mean [95 % interval] (n) | verdict | reason |", "|---|---|---|---|---|"]
+    for f in c.findings:
+        tag = " *(context)*" if f.role == "context" else ""
+        lines.append(f"| {f.scope} | {f.measured}{tag} | {f.interval_text()} | {f.verdict} | {f.reason} |")
+    return lines + [""]
+
+
+def _what_ran(runs: pd.DataFrame, counts: dict[str, int], grid: Grid) -> list[str]:
+    """The title and the "What ran" section of practice.md."""
+    epochs = ", ".join(str(int(e)) for e in sorted(set(runs["epochs"]))) or "—"
+    seeds = ", ".join(str(int(s)) for s in sorted(set(runs["seed"]))) or "—"
+    refs = summarise(runs[runs["reference"]], ["label"], "top1", 100.0)
+    ref_text = "; ".join(f"{r.label}: {_num(r.mean)} % [{_num(r.low)}, {_num(r.high)}]" for r in refs.itertuples()) or \
+        "not run"
+    return [
+        "# Section 5 in miniature: CLOP on 8×8 digits, on a CPU (issue 13)", "",
+        "Paper: \"Preventing collapse in contrastive learning with orthonormal prototypes\" (CLOP), arXiv 2403.18699. "
+        "Written by `python -m training.practice` (training/practice.py, practice_report.py, practice_claims.py); "
+        "`python -m training.practice --report-only` redraws it. Every number and verdict below is computed from "
+        f"`{RUNS_CSV}` and `{ETA_CSV}`.", "",
+        "## What ran", "",
+        f"- {counts.get('done', 0)} runs probed, {counts.get('diverged', 0)} diverged (non-finite loss), "
+        f"{counts.get('missing', 0)} of the {counts.get('planned', 0)} planned not (yet) finished. Seeds: {seeds}; "
+        f"epochs: {epochs}.",
+        "- Data and model: scikit-learn's 8×8 digits (fixed stratified split, 1,438 train / 359 test), `--arch small` "
+        "(3 conv layers, 128-d features), SimCLR head 2048-2048-128, `digits` augmentation, warm-up of a tenth of the "
+        "epochs then cosine decay, momentum 0.9, weight decay 1e-6, LARS trust 1e-3; the probe: training.linear_eval "
+        "(100 epochs of SGD on frozen features, on the run's labeled fraction: 10 % for InfoNCE, all for SupCon).",
+        f"- Learning-rate axis: lr ∈ {list(grid.lrs)} × {{LARS, SGD}} × the six variants of Sec. 5 at batch "
+        f"{grid.lr_batch}. **Learning rate** = the rate the optimiser uses, base_lr × batch/256 (the peak of the "
+        "schedule); at batch 256 it equals base_lr. SGD multiplies the gradient by it; LARS multiplies each layer's "
+        "gradient by it times 1e-3 ‖w‖/‖g‖, so a LARS layer moves by ≈ lr × 1e-3 of its norm per step.",
+        f"- Batch axis: batch ∈ {list(grid.batches)} at lr = 0.3 × batch/256 (the paper's rule), LARS. "
+        f"λ axis: λ ∈ {list(grid.lambdas)} for InfoNCE + CLOP and SupCon + CLOP (LARS, batch 256, lr 0.3).",
+        f"- Untrained-encoder reference (lr {grid.reference_lr:g}: weights stay at their initialisation, BatchNorm "
+        f"statistics from the data): top-1 {ref_text}.",
+        "- Not as in the paper: 8×8 digits and a 3-layer CNN instead of CIFAR-100 / ImageNet and ResNet-50, "
+        f"{epochs} epoch(s) instead of 200, batch ≤ 512 instead of 2048 (1,438 training images), "
+        f"{runs['seed'].nunique()} seed(s) a point (the paper prints single numbers). Digits are "
+        "easy: the untrained encoder's features already give the probe most of its accuracy, so accuracy differences "
+        "are small; the geometry (μ, class-mean ranks) carries the collapse story.", "",
+    ]
+
+
+def _verdicts(claims: list[PC.Claim]) -> list[str]:
+    """The verdict table, how verdicts are computed, and each claim in full."""
+    lines = ["## Verdicts", "", "| # | claim | verdict | result |", "|---|---|---|---|"]
+    for i, c in enumerate(claims, 1):
+        lines.append(f"| {i} | {c.key} | **{c.verdict}** | {c.summary} |")
+    lines += ["", "How verdicts are computed: each finding is a sample over seeds (paired by seed where two settings are "
+              "compared: same seed = same initial weights, labeled subset and batch order) with its mean and 95 % "
+              "Student-t interval (`clop.stats.paired_gain`); `clop.stats.direction_verdict` says `holds` when the "
+              f"interval lies on the claimed side of 0 (or of the stated bound) by more than {DECISION_MARGIN_SE:g} "
+              "standard errors, `fails` when it lies on the other side (for accuracy effects also when it lies within "
+              f"±{PC.NEGLIGIBLE_PP:g} pp), else `inconclusive`. A claim holds when all its verdict findings hold "
+              "(a mixture across the two optimisers, which the paper does not name, is inconclusive and the result "
+              "says where it holds). Context rows inform and do not vote. A diverged run counts at chance top-1 "
+              "(10 %) and is left out of geometry findings.", "", "## Claims", ""]
+    for i, c in enumerate(claims, 1):
+        lines += _claim_md(i, c)
+    return lines
+
+
+def _lambda_and_figures(eta: pd.DataFrame, lam: pd.DataFrame, written: dict[str, str]) -> list[str]:
+    """The lambda table and the list of figures and data files."""
+    lines = ["## λ ablation (Table 1 in miniature: LARS, batch 256, lr 0.3)", "",
+             "| variant | λ | top-1 % mean [95 % interval] | n |", "|---|---|---|---|"]
+    for r in lam.itertuples():
+        lines.append(f"| {r.label} | {r.clop_lambda:g} | {_num(r.mean)} [{_num(r.low)}, {_num(r.high)}] | {r.n} |")
+    if lam.empty:
+        lines.append("| not run | | | |")
+    n_fit = int(np.isfinite(eta["eta_eff"].astype(float)).sum()) if len(eta) else 0
+    lines += ["", "## Figures and data", ""]
+    captions = {
+        "figure6_batch.png": "top-1 vs batch size (LARS, lr = 0.3 × batch/256; the lr is printed under each batch)",
+        "figure7_lr.png": "top-1 vs learning rate used, LARS and SGD panels (batch 256)",
+        "collapse.png": "last-epoch μ, numerical rank and stable rank of the k unit class means of the held-out "
+                        "embeddings vs learning rate, both optimisers, with and without CLOP",
+        "eta_eff.png": f"per-step η of the held-out class means (Appendix D fit, eta_step) over training for lr "
+                       f"{', '.join(f'{x:g}' for x in ETA_FIGURE_LRS)}, baselines, one seed, against η_crit = "
+                       f"{critical_lr(PC.K):g}; below, the fit's R²_step. Theorem 1's η is per optimiser step, so the "
+                       "per-step fit eta_step is drawn; eta_eff (one Appendix D step for the whole interval of "
+                       f"`steps` optimiser steps) is beside it in the CSV; all {n_fit} fitted intervals are in {ETA_CSV}",
+    }
+    for png, caption in captions.items():
+        data = written.get(png)
+        lines.append(f"- `{png}`: {caption}; data `{data}`." if data else f"- `{png}`: not drawn (no runs of it yet).")
+    lines += [f"- `{RUNS_CSV}`: every run's settings, top-1/top-5, first/last loss and last-epoch geometry; "
+              "`claims.csv`: every finding above; `lambda.csv`: the λ table.", ""]
+    return lines
+
+
+def markdown(runs: pd.DataFrame, eta: pd.DataFrame, claims: list[PC.Claim], counts: dict[str, int], lam: pd.DataFrame,
+             written: dict[str, str], grid: Grid = STUDY) -> str:
+    """practice.md: what ran, the verdicts and each claim, the lambda table, the figures and data."""
+    lines = _what_ran(runs, counts, grid) + _verdicts(claims) + _lambda_and_figures(eta, lam, written)
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Driver
+# ----------------------------------------------------------------------------------------------------
+
+
+def write_report(runs: pd.DataFrame, eta: pd.DataFrame, out: str | Path, counts: dict[str, int] | None = None,
+                 grid: Grid = STUDY) -> list[Path]:
+    """Draw every figure, CSV and practice.md from ``runs`` and ``eta`` into ``out``, all put in place together."""
+    out = check_output_dir(out, "--out")
+    runs = PC.check_runs(runs)
+    eta = eta.copy()
+    eta["trusted"] = PC.trusted(eta) if len(eta) else pd.Series(dtype=bool)
+    eta["in_figure"] = eta_figure_mask(eta, grid) if len(eta) else pd.Series(dtype=bool)
+    counts = counts or {"planned": len(runs), "done": int((~runs["diverged"]).sum()),
+                        "diverged": int(runs["diverged"].sum()), "missing": 0}
+    claims = PC.all_claims(runs, eta, lrs=grid.lrs, batches=grid.batches)
+    epochs = "/".join(str(int(e)) for e in sorted(set(runs["epochs"]))) or "?"
+    lam = lambda_data(runs, grid)
+    written: dict[str, str] = {}
+    with staged_outputs(out) as stage:
+        runs.to_csv(stage(RUNS_CSV), index=False)
+        eta.to_csv(stage(ETA_CSV), index=False)
+        for png, csv, make, draw in (
+            ("figure6_batch.png", "figure6_batch.csv", figure6_data, PF.plot_figure6),
+            ("figure7_lr.png", "figure7_lr.csv", figure7_data, PF.plot_figure7),
+            ("collapse.png", "collapse.csv", collapse_data, PF.plot_collapse),
+        ):
+            data = make(runs, grid)
+            if not (data["kind"] == "variant").any():
+                continue
+            data.to_csv(stage(csv), index=False)
+            draw(data, stage(png), epochs)
+            written[png] = csv
+        shown = eta[eta["in_figure"]] if len(eta) else eta
+        if len(shown):
+            PF.plot_eta(shown, stage("eta_eff.png"), epochs)
+            written["eta_eff.png"] = f"{ETA_CSV} (rows with in_figure)"
+        lam.to_csv(stage("lambda.csv"), index=False)
+        PC.claims_frame(claims).to_csv(stage("claims.csv"), index=False)
+        stage("practice.md").write_text(markdown(runs, eta, claims, counts, lam, written, grid))
+    names = [RUNS_CSV, ETA_CSV, "lambda.csv", "claims.csv", "practice.md"]
+    names += [n for png, csv in written.items() for n in (png, csv.split(" ")[0])]
+    return sorted({out / n for n in names})
+
+
+def report(points: Sequence[Point], out: str | Path, *, from_csv_if_empty: bool = False, grid: Grid = STUDY
+           ) -> list[Path]:
+    """Collect the runs of ``points`` and write the report; with ``from_csv_if_empty`` and no finished run,
+    redraw from the CSVs of a previous report in ``out``. ValueError when there is nothing to report."""
+    runs, eta, counts = collect(points, grid)
+    if runs.empty:
+        if not from_csv_if_empty:
+            raise ValueError(f"no finished run of the {len(points)} points: nothing to report")
+        runs, eta = load_csvs(out)
+        counts = None
+    return write_report(runs, eta, out, counts, grid)
