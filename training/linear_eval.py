@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from clop.util.lock import FolderLockedError
 from training.config import ProbeConfig, probe_parser
-from training.engine.lock import RunLockedError
 from training.engine.rundir import PROBE_RESULT
 from training.eval.linear import ResultNotSavedError, linear_eval
 
@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = ProbeConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ProbeConfig)})
     try:
         linear_eval(cfg, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, RunLockedError) as exc:
+    except (ValueError, FileNotFoundError, FolderLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ResultNotSavedError as exc:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from clop.util.lock import FolderLockedError
 from training.config import config_from_args
 from training.data.catalog import DatasetNotFoundError
 from training.engine.distributed import PeerFailedError
-from training.engine.lock import RunLockedError
 from training.engine.loop import NonFiniteLossError, Step, pretrain
 from training.engine.steps import forward_loss
 
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None, *, step: Step = forward_loss) -> int
     cfg, args = config_from_args(argv)
     try:
         run = pretrain(cfg, progress=not args.no_progress, step=step)
-    except (ValueError, FileExistsError, DatasetNotFoundError, RunLockedError, PeerFailedError) as exc:
+    except (ValueError, FileExistsError, DatasetNotFoundError, FolderLockedError, PeerFailedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:

@@ -27,7 +27,7 @@ try:  # serialises the take-over of stale locks; absent on Windows, where the ta
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK", "FolderLock", "FolderLockedError", "owner_alive"]
+__all__ = ["LOCK", "FolderLock", "FolderLockedError", "owner_alive", "start_ticks"]
 
 LOCK = "run.lock"
 
@@ -36,7 +36,7 @@ class FolderLockedError(RuntimeError):
     """The folder is in use by another live process."""
 
 
-def _start_ticks(pid: int) -> int | None:
+def start_ticks(pid: int) -> int | None:
     """Start time of process ``pid`` in clock ticks since boot (Linux /proc), None where unknown."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
@@ -79,7 +79,7 @@ def owner_alive(info: dict) -> bool | None:
         return False
     if _process_state(pid) in ("Z", "X"):
         return False
-    start, recorded = _start_ticks(pid), info.get("start")
+    start, recorded = start_ticks(pid), info.get("start")
     if start is not None and recorded is not None and start != recorded:
         return False
     return True
@@ -131,7 +131,7 @@ class FolderLock:
         folder = Path(folder)
         path = folder / name
         pid = os.getpid()
-        me = {"pid": pid, "host": socket.gethostname(), "start": _start_ticks(pid), "program": program,
+        me = {"pid": pid, "host": socket.gethostname(), "start": start_ticks(pid), "program": program,
               "since": time.strftime("%Y-%m-%d %H:%M:%S"), "token": uuid.uuid4().hex}
         deadline = time.monotonic() + wait_s
         while True:

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 
 from clop.losses import CLOPObjective
 from clop.util.io import atomic_path, atomic_write_text, check_output_dir
+from clop.util.lock import FolderLock
 from clop.util.progress import progress_bar
 from training.config import PretrainConfig
 from training.data.augment import pretrain_transform
@@ -50,7 +51,6 @@ from training.data.views import TwoViewDataset, labeled_subset, masked_labels
 from training.engine import distributed
 from training.engine.build import build_model, build_objective, build_optimizer
 from training.engine.distributed import Context, collective
-from training.engine.lock import RunLock
 from training.engine.resume import resumed_loader, run_state
 from training.engine.rundir import (
     CHECKPOINT,
@@ -220,10 +220,10 @@ def pretrain(cfg: PretrainConfig, *, progress: bool = True, step: Step = forward
         distributed.shutdown(ctx)
 
 
-def _own(run: Path) -> RunLock:
+def _own(run: Path) -> FolderLock:
     """Check that --out is a writable folder (created if missing) and lock it for this process."""
     check_output_dir(run, "--out")
-    return RunLock.acquire(run, "training.pretrain", "--out")
+    return FolderLock.acquire(run, "training.pretrain", "--out")
 
 
 def _train(cfg: PretrainConfig, run: Path, ctx: Context, ckpt: dict | None, note: str | None,

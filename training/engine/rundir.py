@@ -3,7 +3,7 @@
 * **Files** (:data:`RUN_FILES`): ``config.json``, ``labeled_indices.npy``, ``metrics.csv``, ``geometry.csv``,
   ``checkpoint.pt``, ``checkpoint.prev.pt``, ``last_good.pt``, ``train.log``, ``linear_eval.json``
   (docs/training.md describes each). Every one is written through a temporary file in the folder and an atomic
-  rename (:mod:`clop.util.io`); only ``train.log`` is appended to. The folder's lock is :mod:`training.engine.lock`.
+  rename (:mod:`clop.util.io`); only ``train.log`` is appended to. The folder's lock is :mod:`clop.util.lock`.
 * **Checkpoints** (:class:`Checkpoints`): ``checkpoint.pt`` and, from the second save on,
   ``checkpoint.prev.pt``, the one before it. A checkpoint that cannot be loaded (truncated, empty, not a
   checkpoint) raises :class:`CheckpointError` naming the file and what is wrong with it;

@@ -34,12 +34,12 @@ from torch.utils.data import DataLoader, Subset
 from clop import metrics as clop_metrics
 from clop.util.cli import check_device
 from clop.util.io import atomic_write_text, check_output_dir
+from clop.util.lock import FolderLock, FolderLockedError
 from training.config import RUN_SETTINGS, PretrainConfig, ProbeConfig
 from training.data.augment import eval_transform
 from training.data.catalog import DATASET_INFO
 from training.data.datasets import load_dataset
 from training.engine.build import build_model, build_objective
-from training.engine.lock import RunLock, RunLockedError
 from training.engine.rundir import (
     CHECKPOINT,
     CONFIG,
@@ -141,7 +141,7 @@ def linear_eval(cfg: ProbeConfig, *, progress: bool = True) -> dict:
     load_config(run)
     check_results(cfg.results)
     check_output_dir(run, "--run")
-    with RunLock.acquire(run, "training.linear_eval", "--run"):
+    with FolderLock.acquire(run, "training.linear_eval", "--run"):
         row = _probe(cfg, run, device, progress)
         print(f"top-1 {row['top1']:.4f}  top-5 {row['top5']:.4f}  ({run}, {row['trained_epochs']} epochs, "
               f"probe on {row['probe_train_images']} labels, {row['test_images']} test images)", flush=True)
@@ -151,7 +151,7 @@ def linear_eval(cfg: ProbeConfig, *, progress: bool = True) -> dict:
             raise ResultNotSavedError(f"the result above could not be written to {run / PROBE_RESULT}: {exc}") from None
         try:
             append_result(cfg.results, row)
-        except (OSError, ValueError, RunLockedError) as exc:
+        except (OSError, ValueError, FolderLockedError) as exc:
             raise ResultNotSavedError(f"the result is saved in {run / PROBE_RESULT} but could not be appended to --results "
                                       f"{cfg.results!r}: {exc}") from None
     return row

@@ -3,7 +3,7 @@
 Before any compute, :func:`check_results` checks ``--results``: its folder must be writable, and an existing
 file must be a CSV with exactly these columns (any other CSV is refused, never rewritten). :func:`append_result`
 adds the row as one more line, so the existing rows stay byte for byte as they were; the file is replaced
-atomically, under a short lock (``.results.csv.lock``, :class:`training.engine.lock.RunLock`) against
+atomically, under a short lock (``.results.csv.lock``, :class:`clop.util.lock.FolderLock`) against
 concurrent probes.
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clop.util.io import atomic_path, check_output_file
+from clop.util.lock import FolderLock
 from training.config import RUN_SETTINGS
-from training.engine.lock import RunLock
 from training.eval.evaluate import GEOM_COLUMNS
 
 __all__ = ["RESULT_COLUMNS", "check_results", "append_result"]
@@ -77,7 +77,7 @@ def append_result(path: str | Path, row: dict) -> None:
     concurrent probes wait for. ValueError (see :func:`check_results`) if ``path`` is not a results CSV.
     """
     path = Path(path)
-    with RunLock.acquire(path.parent, "training.linear_eval", "--results", wait_s=120.0,
+    with FolderLock.acquire(path.parent, "training.linear_eval", "--results", wait_s=120.0,
                                 name=f".{path.name}.lock"):
         columns = check_results(path)
         old = path.read_bytes() if path.exists() else b""

@@ -32,12 +32,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from training.data.datasets import load_dataset
 
+from clop.util.lock import FolderLock, FolderLockedError, owner_alive, start_ticks
 from training import linear_eval, plots, pretrain, sweep
 from training.data.catalog import DatasetCorruptError
 from training.data.cifar import write_synthetic_cifar
-from training.data.datasets import load_dataset
-from training.engine.lock import RunLock, RunLockedError, owner_alive, start_ticks
 from training.eval import (
     linear as probe_module,  # where linear_eval looks up what the tests replace
 )
@@ -120,7 +120,7 @@ def test_overwrite_with_missing_data_or_a_bad_batch_leaves_the_old_run_byte_iden
 
 def test_a_live_lock_refuses_a_second_run_and_nothing_changes(finished, data, capsys):
     before = _snapshot(finished)
-    with RunLock.acquire(finished, "the first run") as lock:
+    with FolderLock.acquire(finished, "the first run") as lock:
         for extra in (("--resume",), ("--overwrite",)):
             assert _pretrain(finished, data, *extra) == 2
             err = capsys.readouterr().err
@@ -154,14 +154,14 @@ def test_a_lock_of_another_live_process_refuses_and_its_stale_lock_is_taken_over
 
 def test_a_lock_from_another_host_is_refused_naming_the_file(tmp_path):
     (tmp_path / "run.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere.invalid", "program": "p"}))
-    with pytest.raises(RunLockedError, match="cannot tell whether that process still runs") as info:
-        RunLock.acquire(tmp_path, "test")
+    with pytest.raises(FolderLockedError, match="cannot tell whether that process still runs") as info:
+        FolderLock.acquire(tmp_path, "test")
     assert str(tmp_path / "run.lock") in str(info.value)
 
 
 def test_an_empty_lock_file_left_by_a_crash_is_taken_over(tmp_path, capsys):
     (tmp_path / "run.lock").write_bytes(b"")  # its writer died between creating and writing it
-    with RunLock.acquire(tmp_path, "test") as lock:
+    with FolderLock.acquire(tmp_path, "test") as lock:
         assert json.loads(lock.path.read_text())["pid"] == os.getpid()
     assert "took over the lock" in capsys.readouterr().err and not (tmp_path / "run.lock").exists()
 
@@ -189,8 +189,8 @@ def test_of_simultaneous_starts_exactly_one_gets_the_lock(tmp_path, stale):
         def contender() -> None:
             start.wait()
             try:
-                won.append(RunLock.acquire(folder, "contender"))
-            except RunLockedError:
+                won.append(FolderLock.acquire(folder, "contender"))
+            except FolderLockedError:
                 refused.append(1)
 
         threads = [threading.Thread(target=contender) for _ in range(6)]
