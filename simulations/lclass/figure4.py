@@ -131,7 +131,10 @@ def draw(df: pd.DataFrame, png: Path, eta: float | None = None, m: int | None = 
         fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="gradient step")
         ax = axes[row, 1]
         cos = d[d.quantity == "pairwise_cosine"].value
-        ax.hist(cos, bins=60, color="tab:blue", alpha=0.75, label=f"final pairwise cosines, {n_tr} trials")
+        lo, hi = float(cos.min()), float(cos.max())
+        if hi - lo < 1e-6:  # all pairs alike (e.g. complete collapse at a huge eta): a visible bar around them
+            lo, hi = lo - 0.05, hi + 0.05
+        ax.hist(cos, bins=60, range=(lo, hi), color="tab:blue", alpha=0.75, label=f"final pairwise cosines, {n_tr} trials")
         ax.axvline(-1.0 / (k - 1), color="tab:red", lw=2, label=f"simplex ETF: all equal −1/(k−1) = {-1 / (k - 1):.3f}")
         ax.set_xlabel("cosine similarity $x_i^\\top x_j$ (i < j) at the end")
         ax.set_ylabel("number of pairs")

@@ -84,3 +84,12 @@ def test_the_claims_file_is_written_with_the_figure(tmp_path):
     claims = pd.read_csv(tmp_path / "figure3_claims.csv")
     assert {"F3-2.0-vs-2.1", "F3-last-sv", "F3-bound-aligns"} >= set(claims["id"]) and len(claims) >= 1
     assert os.path.getsize(tmp_path / "figure3.png") > 0
+
+
+def test_a_huge_eta_collapses_and_is_drawn_instead_of_a_traceback(tmp_path):
+    """--eta 1e12 collapses every run completely: every pairwise cosine is 1 and the histogram has no width."""
+    assert dimensional_collapse.main(["--eta", "1e12", "--ks", "10", "--trials", "2", "--steps", "20",
+                                      "--out", str(tmp_path)]) == 0
+    claims = pd.read_csv(tmp_path / "figure4_claims.csv").set_index("id")
+    assert claims.loc["F4-rank", "verdict"] == "fails" and "k = 10: 1..1" in claims.loc["F4-rank", "result"]
+    assert os.path.getsize(tmp_path / "figure4.png") > 0
