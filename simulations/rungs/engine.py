@@ -170,35 +170,11 @@ def run(rung: Rung, trials: Sequence[int], lrs: Sequence[float], steps: int, *, 
         del history[: max(0, len(history) - (MAX_PERIOD + 1))]
         if (t + 1) % check_every and t + 1 < steps:
             continue
-        bad = ~torch.isfinite(z).all(dim=(1, 2, 3))
-        done = (_share1(z) >= 1.0 - COLLAPSE_TOL) & ~bad
+        done, still, finish, g_prev_check = _check(z, history, g_prev_check, early_exit, last=t + 1 == steps)
         for i in idx[done].tolist():
             rec.collapse_step[i] = t + 1
-        g_now = _flat(z) @ _flat(z).transpose(1, 2)
-        back = [(g_now - _flat(h) @ _flat(h).transpose(1, 2)).abs().amax((1, 2)) for h in history[-2::-1]]
-        still = ((g_now - g_prev_check).abs().amax((1, 2)) < 1e-13) & (back[0] < 1e-13)
-        cycling = torch.zeros_like(still)
-        for b in back[1:]:
-            cycling |= b < 1e-13
-        cycling &= ~still
-        g_prev_check = g_now
-        finish = done | still | cycling | bad if early_exit else bad
-        if t + 1 == steps:
-            finish = torch.ones_like(done)
         if finish.any():
-            lv = loss.value(z[finish], labels).cpu().numpy()
-            if hasattr(rung, "diagnostics"):
-                for name, val in rung.diagnostics(_select(state, finish)).items():
-                    rec.diag.setdefault(name, np.full(r, np.nan))[idx[finish].cpu().numpy()] = val.cpu().numpy()
-            mot = np.zeros((int(finish.sum()), MAX_PERIOD))
-            if len(history) > MAX_PERIOD:
-                hist = [h[finish] for h in history]
-                mot = gram_motion([_flat(h) for h in hist])
-            mot = np.where(still[finish].cpu().numpy()[:, None], 0.0, mot)
-            for j, i in enumerate(idx[finish].tolist()):
-                rec.loss_end[i] = lv[j]
-                rec.z_end[i] = _flat(z[finish][j : j + 1])[0]
-                rec.motion[i] = mot[j]
+            _store(rec, rung, loss, labels, state, z, history, idx, finish, still)
             keep = ~finish
             if not keep.any():
                 break
@@ -209,6 +185,43 @@ def run(rung: Rung, trials: Sequence[int], lrs: Sequence[float], steps: int, *, 
             idx = idx[keep]
     return _summarise(rec, np.asarray(lrs, dtype=np.float64), np.asarray(trials), loss0, view_labels,
                       loss_opt, rank_opt)
+
+
+def _check(z: torch.Tensor, history: list[torch.Tensor], g_prev_check: torch.Tensor, early_exit: bool,
+           last: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(collapsed, still, finish, Gram now) of the active runs at a check (module docstring)."""
+    bad = ~torch.isfinite(z).all(dim=(1, 2, 3))
+    done = (_share1(z) >= 1.0 - COLLAPSE_TOL) & ~bad
+    g_now = _flat(z) @ _flat(z).transpose(1, 2)
+    back = [(g_now - _flat(h) @ _flat(h).transpose(1, 2)).abs().amax((1, 2)) for h in history[-2::-1]]
+    still = ((g_now - g_prev_check).abs().amax((1, 2)) < 1e-13) & (back[0] < 1e-13)
+    cycling = torch.zeros_like(still)
+    for b in back[1:]:
+        cycling |= b < 1e-13
+    cycling &= ~still
+    finish = done | still | cycling | bad if early_exit else bad
+    if last:
+        finish = torch.ones_like(done)
+    return done, still, finish, g_now
+
+
+def _store(rec: _Record, rung: Rung, loss: BatchedLoss, labels: torch.Tensor, state: dict[str, torch.Tensor],
+           z: torch.Tensor, history: list[torch.Tensor], idx: torch.Tensor, finish: torch.Tensor,
+           still: torch.Tensor) -> None:
+    """Record the final loss, embeddings, motion and diagnostics of the runs that finish."""
+    lv = loss.value(z[finish], labels).cpu().numpy()
+    if hasattr(rung, "diagnostics"):
+        for name, val in rung.diagnostics(_select(state, finish)).items():
+            rec.diag.setdefault(name, np.full(len(rec.loss_end), np.nan))[idx[finish].cpu().numpy()] = \
+                val.cpu().numpy()
+    mot = np.zeros((int(finish.sum()), MAX_PERIOD))
+    if len(history) > MAX_PERIOD:
+        mot = gram_motion([_flat(h[finish]) for h in history])
+    mot = np.where(still[finish].cpu().numpy()[:, None], 0.0, mot)
+    for j, i in enumerate(idx[finish].tolist()):
+        rec.loss_end[i] = lv[j]
+        rec.z_end[i] = _flat(z[finish][j : j + 1])[0]
+        rec.motion[i] = mot[j]
 
 
 def _summarise(rec: _Record, lrs: np.ndarray, trials: np.ndarray, loss0: np.ndarray, view_labels: torch.Tensor,
