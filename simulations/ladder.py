@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device: cpu (the study is float64 and small) or cuda")
     p.add_argument("--seed", type=int, default=0, help="seed of every start, view noise and prototype draw")
     p.add_argument("--quick", action="store_true", help="the short version: smaller grids and horizons, every part")
-    p.add_argument("--fresh", action="store_true", help="recompute every part, ignoring finished ones")
+    p.add_argument("--fresh", action="store_true", help="recompute the selected parts (all, or --only), ignoring finished ones")
     p.add_argument("--only", nargs="+", choices=list(PARTS), help="run only these parts (default: all)")
     p.add_argument("--report-only", action="store_true", help="only redraw the report and figures from the CSVs")
     p.add_argument("--threads", type=int, default=1, help="torch threads")

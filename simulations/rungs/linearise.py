@@ -10,12 +10,14 @@ configuration, and from them:
   2 / lambda_max(H_T - C), and the textbook 2 / lambda_max(H_T + C) of the Riemannian Hessian;
 * :func:`attraction_step`: for a fixed point that is not a minimum (complete collapse), the smallest lr above
   which every eigenvalue of J except the symmetry modes (rigid rotations, eigenvalue exactly 1) lies inside
-  the unit circle, i.e. the step at which the state starts to attract (inf: never up to ``lr_max``);
+  the closed unit circle (flat directions of a degenerate fixed point, with factor exactly 1, are allowed), i.e. the step at which the state starts to attract (inf: never up to ``lr_max``);
 * :func:`fixed_point`: the configuration a small step converges to, by L-BFGS on L(normalise(w)) from the
   trial's start (the stationary points of that function are the fixed points of the normalised step);
-* :func:`lemma1`: complete collapse (all views equal) of a loss: its tangent gradient (stationary?), the
-  extreme eigenvalues of the Riemannian Hessian off the symmetry modes (a minimum or a saddle), and where it
-  starts to attract;
+* :func:`fixed_point_kind`: any configuration as a fixed point: its tangent gradient (stationary?), the
+  extreme eigenvalues of the Riemannian Hessian off the symmetry modes (a minimum, saddle or maximum), and where
+  it starts to attract; :func:`lemma1` applies it to complete collapse (all views equal),
+  :func:`class_collapse` builds the class-collapsed simplex (the failure mode "class collapse" of the
+  instance-level losses);
 * :func:`path_critical_step`: the smallest local critical step 2 / lambda_max(H_T - C) along the path a small
   step takes from the trial's start (a diagnostic: where the step first becomes locally unstable on the way);
 * :func:`minibatch_prediction`: for B < N, the critical step of the batch as a problem of its own, the
@@ -39,10 +41,13 @@ from simulations.rungs.problem import Problem, loss_function
 
 __all__ = [
     "MAX_PARAMETERS", "TangentModel", "tangent_model", "critical_step", "attraction_step", "FixedPoint",
-    "fixed_point", "simplex_configuration", "lemma1", "minibatch_prediction", "path_critical_step",
+    "fixed_point", "simplex_configuration", "fixed_point_kind", "lemma1", "class_collapse", "minibatch_prediction",
+    "path_critical_step",
 ]
 
 MAX_PARAMETERS = 2500
+_NEUTRAL = 1.0 + 1e-9  # |eigenvalue| up to this counts as not expanding: the flat directions of a degenerate
+# minimum (L_class's zero-mean configurations) have factor exactly 1 and do not make it repel
 
 
 @dataclasses.dataclass
@@ -140,7 +145,7 @@ def attraction_step(model: TangentModel, lr_max: float = 1e6, points: int = 121)
     it attracts at no lr of a log grid from lr_max * 1e-12, or stops attracting again below lr_max."""
     q = _orbit_complement(model)
     grid = np.geomspace(lr_max * 1e-12, lr_max, points)
-    ok = np.array([_radius_off_orbit(model, q, float(lr)) < 1.0 for lr in grid])
+    ok = np.array([_radius_off_orbit(model, q, float(lr)) < _NEUTRAL for lr in grid])
     if not ok[-1]:
         return math.inf
     bad = np.flatnonzero(~ok)
@@ -149,7 +154,7 @@ def attraction_step(model: TangentModel, lr_max: float = 1e6, points: int = 121)
     lo, hi = float(grid[bad[-1]]), float(grid[bad[-1] + 1])
     for _ in range(60):
         mid = math.sqrt(lo * hi)
-        if _radius_off_orbit(model, q, mid) < 1.0:
+        if _radius_off_orbit(model, q, mid) < _NEUTRAL:
             hi = mid
         else:
             lo = mid
@@ -243,27 +248,56 @@ def fixed_point(problem: Problem, trial: int = 0, max_iter: int = 200, rounds: i
     return fp
 
 
-def lemma1(problem: Problem, seed: int = 0) -> dict[str, float | str]:
-    """Complete collapse of ``problem``'s loss (every view equal to a random unit u): Lemma 1's checks.
-
-    Returns grad_tangent (0: stationary), c (radial coefficient), hess_min / hess_max (Riemannian Hessian off
-    the symmetry modes), kind ('minimum', 'saddle', 'maximum', or 'not stationary') and attracts_from (the
-    step above which the collapsed state attracts the normalised step; inf: never).
-    """
-    g = torch.Generator().manual_seed(seed)
-    u = torch.nn.functional.normalize(torch.randn(problem.d, generator=g, dtype=torch.float64), dim=0)
-    z = u.expand(2, problem.instances, problem.d).clone()
+def fixed_point_kind(problem: Problem, z: torch.Tensor) -> dict[str, float | str]:
+    """A configuration ``z: (2, N, d)`` as a fixed point of the normalised step: grad_tangent (0: stationary),
+    c (mean radial coefficient), hess_min / hess_max (Riemannian Hessian off the symmetry modes), kind
+    ('minimum', 'saddle', 'maximum', or 'not stationary'), attracts_from (the step above which it attracts
+    the normalised step up to large steps; inf: never; NaN where it is not a fixed point) and attracts_for (the
+    grid steps at which it attracts, as an interval text, to the grid's resolution)."""
     model = tangent_model(problem, z)
     crit = critical_step(model)
     scale = max(1.0, float(model.c.abs().max()))
     tol = 1e-9 * max(scale, abs(crit["hess_min"]), abs(crit["hess_max"]))
     if model.grad_tangent > 1e-8 * scale:
-        kind, attracts = "not stationary", math.nan
+        kind, attracts, span = "not stationary", math.nan, ""
     else:
         kind = ("minimum" if crit["hess_min"] >= -tol else "maximum" if crit["hess_max"] <= tol else "saddle")
         attracts = attraction_step(model)
+        span = _attracting_steps(model, attracts, crit["critical"])
     return {"grad_tangent": model.grad_tangent, "c": float(model.c.mean()), "hess_min": crit["hess_min"],
-            "hess_max": crit["hess_max"], "kind": kind, "attracts_from": attracts}
+            "hess_max": crit["hess_max"], "kind": kind, "attracts_from": attracts, "attracts_for": span}
+
+
+def _attracting_steps(model: TangentModel, attracts_from: float, critical: float, lr_max: float = 1e6,
+                      points: int = 121) -> str:
+    """The steps at which the fixed point attracts, as an interval text: '(0, 5.515)' for a minimum (up to its
+    critical step), '[0.07143, inf)' for a state that attracts large steps, 'never'. The shape is read on a log
+    grid (1e-12 lr_max .. lr_max); the ends are the exact crossings where they are known."""
+    q = _orbit_complement(model)
+    grid = np.geomspace(lr_max * 1e-12, lr_max, points)
+    ok = np.array([_radius_off_orbit(model, q, float(lr)) < _NEUTRAL for lr in grid])
+    if not ok.any():
+        return "never"
+    lo = "0" if ok[0] else f"{attracts_from if ok[-1] else grid[np.argmax(ok)]:.4g}"
+    hi = "inf" if ok[-1] else f"{critical if ok[0] else grid[len(ok) - 1 - np.argmax(ok[::-1])]:.4g}"
+    return f"({lo}, {hi})" if lo == "0" else f"[{lo}, {hi})"
+
+
+def lemma1(problem: Problem, seed: int = 0) -> dict[str, float | str]:
+    """Complete collapse of ``problem``'s loss (every view equal to a random unit u): Lemma 1's checks, as
+    :func:`fixed_point_kind`."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.nn.functional.normalize(torch.randn(problem.d, generator=g, dtype=torch.float64), dim=0)
+    return fixed_point_kind(problem, u.expand(2, problem.instances, problem.d).clone())
+
+
+def class_collapse(problem: Problem) -> torch.Tensor:
+    """Every instance of class c on vertex c of a regular simplex of the k classes: (2, N, d) (needs d >= k)."""
+    c = torch.eye(problem.k, dtype=torch.float64) - 1.0 / problem.k
+    c = c / torch.linalg.vector_norm(c, dim=1, keepdim=True)
+    pts = c @ torch.eye(problem.d, problem.k, dtype=torch.float64).T
+    owner = problem.labels()
+    return torch.stack([pts[owner], pts[owner]])
 
 
 def minibatch_prediction(problem: Problem, fp: FixedPoint, samples: int = 24, seed: int = 0) -> dict[str, float]:

@@ -160,6 +160,14 @@ def _rung1_sections(out: Path, b: float, res: float) -> list[str]:
            "the batch-averaged Jacobian gets an eigenvalue below -1.", "",
            md_table(mb, ["loss", "batch", "full_batch", "subproblem", "per_batch_median", "per_batch_p10",
                          "per_batch_p90", "expected_jacobian"]) if mb is not None else "_no data_\n"]
+    fx = load(out, "rung1_fixed_points.csv")
+    md += ["### Failure modes as fixed points", "",
+           "Complete collapse and class collapse (every class on one vertex of a simplex) of every loss: stationary? "
+           "which kind of point? from which step does it attract the normalised step? A period-2 orbit is born "
+           "where the optimum's factor passes -1, so it attracts from the optimum's critical step on.", "",
+           md_table(fx, ["loss", "fixed_point", "grad_tangent", "hess_min", "hess_max", "kind", "attracts_from",
+                         "attracts_for"])
+           if fx is not None else "_no data_\n"]
     lem = load(out, "rung1_lemma1.csv")
     md += ["### Lemma 1: complete collapse per loss", "",
            "All 2N views equal: the tangent gradient (0: stationary), the extreme eigenvalues of the Riemannian "

@@ -5,7 +5,8 @@ Parts (:data:`PARTS`), in order: ``r1_theory``, ``r1_base``, ``r1_horizon``, ``r
 (:mod:`simulations.rungs.study_encoder`). Each part writes its CSVs into the output folder through
 :func:`clop.util.io.staged_outputs` (all of a part's files appear together or not at all) and records the hash
 of the settings it used in ``parts.json``; a relaunch with the same settings skips every part whose files
-and hash are present, so an interrupted study resumes at the part it was in. ``fresh=True`` recomputes all.
+and hash are present, so an interrupted study resumes at the part it was in. ``fresh=True`` recomputes the selected parts (all, or
+those in ``only``) and keeps the records of the others.
 The report (:mod:`simulations.rungs.report`) and the figures (:mod:`simulations.rungs.figures`) are always
 redrawn from the CSVs.
 """
@@ -81,14 +82,14 @@ def run_study(s: Settings, out: Path, *, fresh: bool = False, only: tuple[str, .
               progress: Callable[[str], None] = print) -> dict[str, float]:
     """Run every part that is not already done; returns the seconds each part took (0 for skipped ones)."""
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {} if fresh else _read_manifest(out)
+    manifest = _read_manifest(out)
     times: dict[str, float] = {}
     for name, (fn, fields) in PARTS.items():
         if only and name not in only:
             continue
         h = settings_hash(s, fields)
         done = manifest.get(name, {})
-        if done.get("hash") == h and all((out / f).exists() for f in done.get("files", [])) and done.get("files"):
+        if not fresh and done.get("hash") == h and done.get("files") and all((out / f).exists() for f in done["files"]):
             progress(f"{name}: done before with these settings, skipped")
             times[name] = 0.0
             continue

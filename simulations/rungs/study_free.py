@@ -9,6 +9,8 @@ Files (columns are documented in ``docs/ladder.md``):
   optimum is a simplex or L_class's zero-mean configuration), ``translation`` (where Theorem 1's mean mode
   flips), ``path_min`` (smallest local critical step on the small-step path);
 * ``rung1_lemma1.csv``: per loss, complete collapse: stationary? minimum or saddle? attracts from which lr?;
+* ``rung1_fixed_points.csv``: the same for the failure modes complete collapse and class collapse (every class on
+  one vertex of a simplex; the optimum of SupCon, a failure mode of the instance-level losses);
 * ``rung1_closed_forms.csv``: the closed-form critical steps against k = 3..100 (for figure (a));
 * ``rung1_minibatch.csv``: per (loss, B) the minibatch predictions of :func:`linearise.minibatch_prediction`;
 * ``rung1_events_<part>.csv`` and ``rung1_runs_<part>.csv`` for the parts base, horizon, local, k, tau, batch:
@@ -28,7 +30,8 @@ import pandas as pd
 
 from simulations.rungs.free import FreeEmbeddings
 from simulations.rungs.linearise import (
-    critical_step, fixed_point, lemma1, minibatch_prediction, path_critical_step, tangent_model, MAX_PARAMETERS,
+    MAX_PARAMETERS, class_collapse, critical_step, fixed_point, fixed_point_kind, lemma1, minibatch_prediction,
+    path_critical_step, tangent_model,
 )
 from simulations.rungs.problem import Problem
 from simulations.rungs.search import GRID, critical_steps
@@ -107,9 +110,12 @@ def theory_part(s: Settings, progress=print) -> dict[str, pd.DataFrame]:
     for p in problems_of(s, "base") + [q for q in problems_of(s, "tau") if q.tau != Problem.make(q.loss, 3, 1).tau]:
         progress(f"  linearise {p.label()}")
         rows.append(_problem_cols(p) | prediction(p, s.path_checkpoints))
-    lem = []
+    lem, fixed = [], []
     for p in problems_of(s, "base"):
         lem.append(_problem_cols(p) | lemma1(p))
+        fixed.append(_problem_cols(p) | {"fixed_point": "complete_collapse"} | lem[-1])
+        if p.d >= p.k:
+            fixed.append(_problem_cols(p) | {"fixed_point": "class_collapse"} | fixed_point_kind(p, class_collapse(p)))
     closed = []
     for loss, n in (("lclass", 1), ("infonce", 1), ("dcl", 1), ("supcon", 2)):
         for k in range(3, 101):
@@ -131,6 +137,7 @@ def theory_part(s: Settings, progress=print) -> dict[str, pd.DataFrame]:
         mb.append(_problem_cols(p) | {"full_batch": pred["critical"], "subproblem": sub_step}
                   | minibatch_prediction(p, fixed_point(full), samples=s.minibatch_samples))
     return {"rung1_linearisation.csv": pd.DataFrame(rows), "rung1_lemma1.csv": pd.DataFrame(lem),
+            "rung1_fixed_points.csv": pd.DataFrame(fixed),
             "rung1_closed_forms.csv": pd.DataFrame(closed), "rung1_minibatch.csv": pd.DataFrame(mb)}
 
 
