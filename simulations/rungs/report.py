@@ -78,14 +78,25 @@ def _opt(r) -> str:
     return "" if r["rung"] != 2 else f" ({r['model'].split()[0]}/{r['optimiser']})"
 
 
-def _answer(out: Path, rows: pd.DataFrame) -> list[str]:
-    """The answer, one paragraph per rung, generated from the ladder's rows (medians over trials)."""
+_NAMES = {"T1": "Theorem 1's rate predicts the collapse step", "OS": "collapse comes from the repulsion's overshoot",
+          "LR": "large steps can collapse"}
+
+
+def _verdicts(claims, rung: int) -> str:
+    got = [f"{_NAMES[c.id.split('-')[1]]}: **{c.verdict}** ({c.id})" for c in claims
+           if c.id.endswith(f"-r{rung}") and c.id.split("-")[1] in _NAMES]
+    return (" Verdicts: " + "; ".join(got) + ".") if got else ""
+
+
+def _answer(out: Path, rows: pd.DataFrame, claims) -> list[str]:
+    """The answer, one paragraph per rung, generated from the ladder's rows (medians over trials) and the claims."""
     lines = []
     r0 = rows[rows["rung"] == 0]
     if not r0.empty:
         lines.append(f"**Rung 0** (L_class, free class embeddings, Figure 3's data). Complete collapse starts at the "
                      f"corrected Theorem 1 rate 2(k-1)/(k-2): measured/predicted {r0['ratio'].min():.4g} to "
-                     f"{r0['ratio'].max():.4g} for k = {', '.join(str(s.split()[0][2:]) for s in r0['setting'])}.")
+                     f"{r0['ratio'].max():.4g} for k = {', '.join(str(s.split()[0][2:]) for s in r0['setting'])}."
+                     + _verdicts(claims, 0))
     r1 = rows[rows["rung"] == 1]
     if not r1.empty:
         rand = r1[r1["setting"].str.endswith("random start")]
@@ -96,8 +107,8 @@ def _answer(out: Path, rows: pd.DataFrame) -> list[str]:
         close = fail[(fail["ratio"] - 1).abs() <= 0.05]
         off = fail[(fail["ratio"] - 1).abs() > 0.05]
         lfail = local[(local["event"] == "failure") & (local["status"] == "bracketed")]
-        txt = [f"**Rung 1** (free instance embeddings, normalised step). Complete collapse: "
-               + (f"{_ratio_text(coll)} (measured/predicted)" if not coll.empty else "none")
+        txt = [f"**Rung 1** (free instance embeddings, normalised step). Complete collapse (measured/predicted step): "
+               + (f"{_ratio_text(coll)}" if not coll.empty else "none")
                + (f"; no collapse up to the largest lr tested ({never['measured_lo'].min():.3g} to "
                   f"{never['measured_lo'].max():.3g}) for {', '.join(never['loss'])}" if not never.empty else "") + "."]
         txt.append("Above the predicted step the others end in periodic orbits or wander; training fails there. "
@@ -105,8 +116,10 @@ def _answer(out: Path, rows: pd.DataFrame) -> list[str]:
                    f"off by more: {_ratio_text(off) or 'none'} (measured/predicted).")
         if not lfail.empty:
             txt.append(f"From the optimum itself the failure step matches the prediction for every loss with a finite "
-                       f"one: {_ratio_text(lfail)}; the random-start misfits fail earlier, on the way to the optimum.")
-        lines.append(" ".join(txt))
+                       f"one: {_ratio_text(lfail)}. Where random starts fail much earlier, they fail on the way, "
+                       "before the optimum is reached; the few per cent of the CLOP losses are the distance between "
+                       "the optimum linearised (trial 0's) and those the other trials reach.")
+        lines.append(" ".join(txt) + _verdicts(claims, 1))
     r2 = rows[rows["rung"] == 2]
     if not r2.empty:
         coll = r2[(r2["event"] == "collapse") & (r2["status"] == "bracketed")]
@@ -118,7 +131,7 @@ def _answer(out: Path, rows: pd.DataFrame) -> list[str]:
         txt.append("Failure to train, measured/predicted: " + _ratio_text(fail)
                    + (f"; no failure up to 4096 x the prediction: {', '.join(r['loss'] + _opt(r) for _, r in nofail.iterrows())}"
                       if not nofail.empty else "") + ".")
-        lines.append(" ".join(txt))
+        lines.append(" ".join(txt) + _verdicts(claims, 2))
     return lines
 
 
@@ -230,7 +243,7 @@ def write_report(out: Path, settings: Settings) -> None:
           "pairs: lr = eta / (2(K-1)) in Appendix D's eta), and the embedding-space step `eta_emb` (the step along "
           "the negative tangent gradient per training step, in rung-1 units). Regenerate with "
           f"`python simulations/ladder.py{' --quick' if settings.quick else ''}`.", "",
-          "## Answer, rung by rung", ""] + _answer(out, rows) + ["",
+          "## Answer, rung by rung", ""] + [p for line in _answer(out, rows, claims) for p in (line, "")] + [
           "## The ladder's rows", "", md_table(allrows, ["rung", "model", "optimiser", "loss", "setting", "event",
                                                          "predicted", "status", "measured_lo", "measured_hi",
                                                          "ratio", "eta_emb", "trials"]),
