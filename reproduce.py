@@ -2,7 +2,7 @@
 
 Run: python reproduce.py [--out DIR] [--device DEVICE] [--only NAME ...] [--report-only]
 The default runs every step but the long ones (``table5-seeds``, about half an hour on a 2-core CPU;
-``practice``, Sec. 5 in miniature, about an hour);
+``practice``, Sec. 5 in miniature, about an hour; ``ladder``, about ten minutes);
 ``--only NAME`` runs any step, long ones included. The last step writes ``REPORT.md`` from every study's claim
 files (``*claims.csv``); ``--report-only`` runs only that step, from the files already in ``--out``.
 Each step is one of the suite's own scripts, run in this process. A step fails when it returns a
@@ -40,8 +40,10 @@ STEPS = [
     # Sec. 5 in miniature on 8x8 digits: 366 runs, about an hour on a 2-core CPU; runs in runs/practice.
     ("practice", "training.practice.cli", lambda out, dev: ["--out", f"{out}/practice"] + (["--device", dev] if dev else [])),
 ]
+# The ladder from Theorem 1 to training (rungs 0-2): about 10 CPU-minutes; rung 0 reads figure3_max_lr.csv.
+STEPS.append(("ladder", "simulations.ladder", lambda out, dev: ["--out", f"{out}/ladder"] + (["--device", dev] if dev else [])))
 STEPS.append(("report", "clop.claims_report", lambda out, dev: ["--root", out]))  # last: reads every study's claims
-LONG_STEPS = {"table5-seeds", "practice"}  # not in the default run
+LONG_STEPS = {"table5-seeds", "practice", "ladder"}  # not in the default run
 REPORT_STEPS = {"report"}  # what --report-only runs: rebuilt from the claim files already in --out
 
 
