@@ -39,9 +39,9 @@ import time
 import numpy as np
 import torch
 
+from clop.util.cli import check_int, check_positive_float, parse_device
 from clop.util.device import torch_threads
 from clop.util.progress import progress_bar
-from clop.util.cli import check_int, check_positive_float, parse_device
 from simulations import native_build
 from simulations.cli import check_memory
 from simulations.lclass.engine import engine_name

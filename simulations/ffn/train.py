@@ -31,15 +31,25 @@ sees directions), the raw output for Barlow Twins and VICReg. KNN accuracy (scik
 KNeighborsClassifier(n_neighbors=5), Euclidean) is fitted on the 50 labeled embeddings and scored on the
 other 450; clop.metrics.stable_rank and clop.metrics.entropy_rank are computed on all 500 embeddings.
 
-Batching: the runs (seeds) of one configuration train together, in chunks of ``chunk`` runs that go
-through all their epochs before the next chunk starts (so a chunk's tensors stay in the CPU cache). The
-weights of a chunk's networks are stacked, W: (S, in, out), and applied with torch.baddbmm; Adam is
-elementwise, so one Adam over the stacked weights of the summed per-seed losses makes exactly the updates of
-S separate optimisers (a test checks batched == separate). The base losses are mapped over seeds with
-torch.func.vmap (``loss_mode="auto"`` falls back to a Python loop over seeds if a loss does not vmap); the
-CLOP term of all seeds is one call of clop_term on the stacked embeddings with a stacked prototype table
-(:func:`clop_term_all_seeds`). The default chunk on a CPU is :data:`CHUNK` (``benchmarks/bench_ffn.py``
-measures chunk sizes against training every run alone); on CUDA all runs train at once.
+Engines (:data:`ENGINES`, chosen by ``engine``; every one makes the same updates in exact arithmetic):
+
+* ``native`` (the default on a CPU where a C compiler works): the fused training of
+  :mod:`simulations.ffn.fused` computed by the C kernel of :mod:`simulations.ffn.native`, one run at a time
+  with its state in the cache, the same bits on every machine and for any number of workers or chunk size;
+* ``fused`` (the default elsewhere, e.g. CUDA): the same closed-form forward, loss gradients
+  (:mod:`simulations.ffn.grads`), backward and Adam as torch operations on the stacked weights of a chunk,
+  W: (S, in, out), applied with torch.baddbmm;
+* ``autograd``: the plain baseline, the numbers the tables had before the fused engines. The stacked weights
+  are trained by autograd and one torch.optim.Adam over the summed per-seed losses (Adam is elementwise, so
+  this makes exactly the updates of S separate optimisers; a test checks batched == separate); the base losses
+  are mapped over seeds with torch.func.vmap (``loss_mode="auto"`` falls back to a Python loop over seeds if a
+  loss does not vmap) and the CLOP term of all seeds is one call of clop_term on the stacked embeddings with a
+  stacked prototype table (:func:`clop_term_all_seeds`).
+
+The engines sum in different orders, so their float32 runs differ by round-off that training amplifies
+(docs/performance.md gives how much, and that Table 5's verdicts stay the same). The runs of one
+configuration train in chunks (:func:`default_chunk`) that go through all their epochs; the chunks run on
+``workers`` threads (default every usable core, :func:`simulations.native_build.default_threads`).
 """
 
 from __future__ import annotations
@@ -51,15 +61,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from clop import losses as clop_losses
 from clop import metrics as clop_metrics
 from clop import prototypes as clop_prototypes
 from clop.util.checks import check_choice, check_positive, check_size
 from clop.util.device import default_device
 from simulations import native_build
-from simulations.ffn import fused
+from simulations.ffn import autograd, fused
 from simulations.ffn import native as ffn_native
-from simulations.ffn.grads import CLOP_LAMBDA, LOSS_PARAMS
 from simulations.ffn.data import (
     DIM,
     N_POINTS,
@@ -74,9 +82,8 @@ from simulations.ffn.data import (
 
 __all__ = [
     "LOSSES", "DISPLAY", "COSINE_LOSSES", "HIDDEN", "EPOCHS", "BATCH_SIZE", "LR", "CHUNK", "NATIVE_CHUNK",
-    "ENGINES", "estimate_bytes", "init_params", "ffn", "base_loss_fn", "clop_term_all_seeds",
-    "resolve_loss_mode", "resolve_engine", "engine_status", "default_chunk", "train_runs", "embedding", "evaluate",
-    "run_experiment",
+    "ENGINES", "estimate_bytes", "init_params", "resolve_engine", "engine_status", "default_chunk", "train_runs",
+    "chunk_setup", "embedding", "evaluate", "run_experiment",
 ]
 
 # Loss names (clop.losses.make_loss names) in the column order of Table 5, and their display names.
@@ -118,14 +125,6 @@ def init_params(seeds: tuple[int, ...], *, hidden: int = HIDDEN, dim: int = DIM)
     return [torch.stack([ps[j] for ps in per_seed]) for j in range(len(shapes) * 2)]
 
 
-def ffn(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Apply S stacked FFNs: x: (S, N, dim) -> (S, N, dim). Linear, ReLU, Linear, ReLU, Linear."""
-    w1, b1, w2, b2, w3, b3 = params
-    h = torch.relu(torch.baddbmm(b1, x, w1))
-    h = torch.relu(torch.baddbmm(b2, h, w2))
-    return torch.baddbmm(b3, h, w3)
-
-
 def _augment(x: torch.Tensor, gens: list[torch.Generator], noise_var: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Two views per point: s * (x + e), e ~ N(0, noise_var I), s = +-1 w.p. 1/2. x: (S, N, d)."""
     s_, n, d = x.shape
@@ -138,67 +137,6 @@ def _augment(x: torch.Tensor, gens: list[torch.Generator], noise_var: float) -> 
     sign = (1.0 - 2.0 * flips).to(device=x.device, dtype=x.dtype)
     std = math.sqrt(noise_var)
     return sign[:, 0] * (x + std * noise[:, 0]), sign[:, 1] * (x + std * noise[:, 1])
-
-
-def base_loss_fn(name: str):
-    """The functional base loss of clop.losses for a make_loss name, with the settings of
-    :data:`simulations.ffn.grads.LOSS_PARAMS` (InfoNCE tau = 0.5, DCL tau = 0.1, Barlow Twins lambda = 5e-3,
-    VICReg at clop.losses' defaults)."""
-    if name not in LOSSES:
-        raise ValueError(f"loss must be one of {list(LOSSES)}; got {name!r}")
-    fn = {"infonce": clop_losses.info_nce, "dcl": clop_losses.dcl, "barlowtwins": clop_losses.barlow_twins,
-          "vicreg": clop_losses.vicreg}[name]
-    params = LOSS_PARAMS[name]
-    return lambda z1, z2: fn(z1, z2, **params)
-
-
-def clop_term_all_seeds(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
-    """Sum over seeds of the CLOP term of Eq. (4) on both views, in ONE call of clop.losses.clop_term.
-
-    z1, z2: (S, B, D) views of S independent runs; labels: (S, B) with -1 = unlabeled; protos: (S, k, D).
-    Seed s has its own prototypes, so its labels are shifted to rows s*k .. s*k+k-1 of the stacked
-    prototype table (S*k, D); the term is a sum over labeled points, so this equals
-    sum_s [clop_term(z1[s], labels[s], protos[s]) + clop_term(z2[s], labels[s], protos[s])] exactly
-    (CLOPObjective's "both views" convention), and the gradient of seed s reaches only its own weights.
-    """
-    s_, b, d = z1.shape
-    k = protos.shape[1]
-    offset = (torch.arange(s_, device=labels.device) * k)[:, None]
-    shifted = torch.where(labels >= 0, labels + offset, torch.full_like(labels, -1)).reshape(-1)
-    z = torch.cat([z1.reshape(s_ * b, d), z2.reshape(s_ * b, d)])
-    return clop_losses.clop_term(
-        z, torch.cat([shifted, shifted]), protos.reshape(s_ * k, d), similarity="cosine", lam=CLOP_LAMBDA, reduction="sum"
-    )
-
-
-def _batched_base(name: str, mode: str):
-    """F(z1, z2) -> (S,) per-seed base losses for z1, z2: (S, B, D).
-
-    mode "vmap" maps the clop.losses function with torch.func.vmap; "loop" calls it once per seed.
-    """
-    f = base_loss_fn(name)
-    if mode == "vmap":
-        return torch.func.vmap(f)
-    if mode == "loop":
-        return lambda z1, z2: torch.stack([f(z1[i], z2[i]) for i in range(z1.shape[0])])
-    raise ValueError(f"loss_mode must be 'vmap', 'loop' or 'auto'; got {mode!r}")
-
-
-def resolve_loss_mode(name: str, mode: str = "auto") -> str:
-    """'auto' -> 'vmap' when the base loss runs and back-propagates under vmap with the loop's values, else 'loop'."""
-    if mode != "auto":
-        return mode
-    z1 = torch.randn(2, 8, DIM, generator=generator(0), requires_grad=True)
-    z2 = torch.randn(2, 8, DIM, generator=generator(1))
-    try:
-        out = _batched_base(name, "vmap")(z1, z2)
-        ref = _batched_base(name, "loop")(z1, z2)
-        out.sum().backward()
-        if out.shape != (2,) or not torch.allclose(out, ref, rtol=1e-5, atol=1e-6):
-            return "loop"
-    except Exception:  # any vmap incompatibility (data-dependent shapes, .item(), ...) -> loop
-        return "loop"
-    return "vmap"
 
 
 def estimate_bytes(n_seeds: int, n_configs: int, *, chunk: int = CHUNK, hidden: int = HIDDEN,
@@ -305,16 +243,16 @@ def train_runs(
     if chunk is None:
         chunk = default_chunk(engine, len(data.seeds), dev)
     epochs, batch_size, lr, hidden, chunk = _check_training(loss, epochs, batch_size, lr, hidden, chunk)
-    base_losses = _batched_base(loss, resolve_loss_mode(loss, loss_mode)) if engine == "autograd" else None
+    base_losses = autograd.batched_base(loss, autograd.resolve_loss_mode(loss, loss_mode)) if engine == "autograd" else None
     lib = ffn_native.loaded(dtype) if engine == "native" else None
 
     def one(start: int):
         part = data.select(slice(start, start + chunk))
         hist: list | None = [] if history is not None else None
-        x, labels, protos, params, draw = _chunk_setup(part, hidden, noise_var, dev, dtype)
+        x, labels, protos, params, draw = chunk_setup(part, hidden, noise_var, dev, dtype)
         if engine == "autograd":
-            z = _train_chunk_autograd(base_losses, use_clop, x, labels, protos, params, draw, epochs, batch_size, lr,
-                                      progress, hist)
+            z = autograd.train_chunk(base_losses, use_clop, x, labels, protos, params, draw, epochs, batch_size, lr,
+                                     progress, hist)
         else:
             z = fused.train_chunk(loss, use_clop, x, labels, protos, params, draw, epochs=epochs,
                                   batch_size=batch_size, lr=lr, progress=progress, history=hist, kernel=lib)
@@ -360,7 +298,7 @@ def _views_draw(x: torch.Tensor, gens: list[torch.Generator], noise_var: float):
     return draw
 
 
-def _chunk_setup(data, hidden, noise_var, dev, dtype):
+def chunk_setup(data: SyntheticData, hidden: int, noise_var: float, dev: torch.device, dtype: torch.dtype):
     """The tensors a chunk trains from: (x, labels, prototypes, initial params, epoch draw)."""
     seeds = data.seeds
     x = data.x.to(device=dev, dtype=dtype)
@@ -373,40 +311,6 @@ def _chunk_setup(data, hidden, noise_var, dev, dtype):
     params = [p.to(device=dev, dtype=dtype) for p in init_params(seeds, hidden=hidden, dim=dim)]
     draw = _views_draw(x, [generator(child_seeds(s)[2]) for s in seeds], noise_var)
     return x, labels, protos, params, draw
-
-
-def _train_chunk_autograd(base_losses, use_clop, x, labels, protos, params, draw, epochs, batch_size, lr,
-                          progress, history):
-    """Train the S stacked runs together through all epochs with autograd; returns f(x) (S, N, D)."""
-    params = [p.requires_grad_(True) for p in params]
-    opt = torch.optim.Adam(params, lr=lr)
-    n = x.shape[1]
-    rows = torch.arange(x.shape[0], device=x.device)[:, None]
-    for _ in range(epochs):
-        epoch_loss = torch.zeros(x.shape[0])
-        n_batches = 0
-        v1_all, v2_all, order = draw()
-        for start in range(0, n, batch_size):
-            idx = order[:, start : start + batch_size]
-            v1, v2 = v1_all[rows, idx], v2_all[rows, idx]
-            z1, z2 = ffn(params, torch.cat([v1, v2], dim=1)).split(idx.shape[1], dim=1)  # both views, one pass
-            # Seeds share no weights, so the gradient of the sum is each run's own gradient.
-            per_seed = base_losses(z1, z2)
-            total = per_seed.sum()
-            if use_clop:
-                total = total + clop_term_all_seeds(z1, z2, labels[rows, idx], protos)
-            if history is not None:
-                epoch_loss += per_seed.detach().cpu()
-                n_batches += 1
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-        if history is not None:
-            history.append(epoch_loss / max(n_batches, 1))
-        if progress is not None:
-            progress.update(x.shape[0])
-    with torch.no_grad():
-        return ffn(params, x)
 
 
 def embedding(loss: str, z: torch.Tensor) -> torch.Tensor:

@@ -255,7 +255,8 @@ def decide(
     threads = native_build.default_threads() if threads is None else max(1, int(threads))
     mats = [a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a, dtype=np.float64)
             for a in inits]
-    groups = _groups([_pad(a.shape[0], ROW_BLOCK) * _pad(a.shape[1], LANES) for a in mats], group_bytes, threads)
+    groups = _groups([_pad(a.shape[0], ROW_BLOCK) * _pad(a.shape[1], LANES) for a in mats], group_bytes,
+                     4 * threads if threads > 1 else 1)  # several groups per thread balance unequal runs
     ks_a = np.asarray(ks, dtype=np.int64)
     e_a = np.asarray(etas, dtype=np.float64)
     args = (steps, (1.0 - tol) ** 2, early_exit, check_every, renorm_every, stable_mean, math.log(stable_reach),

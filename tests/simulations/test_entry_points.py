@@ -131,9 +131,12 @@ def test_gpu_check_script_dry_run_and_failure_bookkeeping(tmp_path):
                         ("train_step", "bench_train_step.py --device cuda"),
                         ("loader", "bench_loader.py --device cuda --dataset synthetic"),
                         ("pretrain", "training.pretrain --smoke --image-size 32 --epochs 2 --device cuda"),
-                        ("lr_bound", "simulations/lr_bound.py --device cuda"), ("ffn", "bench_ffn.py --device cuda")]:
+                        ("lr_bound", "simulations/lr_bound.py --device cuda"), ("ffn", "bench_ffn.py --device cuda"),
+                        ("table5", "synthetic_ffn.py --device cuda")]:
         line = next(ln for ln in out.stdout.splitlines() if ln.startswith(f"[{step}]"))
         assert piece in line, line
+    t5_line = next(ln for ln in out.stdout.splitlines() if ln.startswith("[table5]"))
+    assert 'engine=\"fused\"' in t5_line and 'engine=\"autograd\"' in t5_line, "the fused path is checked on the GPU"
     lr_line = next(ln for ln in out.stdout.splitlines() if ln.startswith("[lr_bound]"))
     assert "lr_bound.py --device cpu" in lr_line and "max_lr" in lr_line, "on CUDA Figure 3 is compared with the CPU's"
     assert not (tmp_path / "s.txt").exists()  # a dry run runs nothing and writes nothing

@@ -16,6 +16,7 @@ import torch
 from clop import stats as ps
 from clop.util.device import torch_threads
 from simulations import synthetic_ffn as sf
+from simulations.ffn import autograd as fa
 from simulations.ffn import data as fd
 from simulations.ffn import plot as fp
 from simulations.ffn import report as tr
@@ -91,8 +92,8 @@ def test_cli_refuses_an_output_path_that_is_a_file_before_training(tmp_path, cap
 
 
 def test_diverged_training_is_a_clear_error_not_a_scikit_learn_traceback(tmp_path, capsys, monkeypatch):
-    real = ft.base_loss_fn
-    monkeypatch.setattr(ft, "base_loss_fn", lambda name: (lambda z1, z2: real(name)(z1, z2) * float("nan")))
+    real = fa.base_loss_fn
+    monkeypatch.setattr(fa, "base_loss_fn", lambda name: (lambda z1, z2: real(name)(z1, z2) * float("nan")))
     assert sf.main([*_TINY, "--out", str(tmp_path), "--loss-mode", "loop", "--engine", "autograd"]) == 2
     err = capsys.readouterr().err
     assert "diverged" in err and "--lr" in err

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from clop import losses as clop_losses
-from simulations.ffn import fused, grads, native
+from simulations.ffn import autograd, fused, grads, native
 from simulations.ffn import train as ft
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -104,7 +104,7 @@ def test_fused_network_backward_equals_autograd_through_the_network(name):
     labels = torch.randint(-1, 3, (2, 10), generator=g)
     protos = _case(4, s_=2)[2]
     leaves = [p.clone().requires_grad_(True) for p in params]
-    z = ft.ffn(leaves, x)
+    z = autograd.ffn(leaves, x)
     gz, _ = _autograd(name, z.detach(), labels, protos)
     want = torch.autograd.grad(z, leaves, gz)
     net = fused.Network(params, lr=1e-2)
@@ -173,7 +173,7 @@ def test_native_parameter_gradient_equals_autograd_through_the_network(kernel64,
     labels = torch.randint(-1, 3, (1, 20), generator=g)
     protos = _case(7, s_=1)[2]
     leaves = [p.clone().requires_grad_(True) for p in params]
-    z = ft.ffn(leaves, x)
+    z = autograd.ffn(leaves, x)
     gz, _ = _autograd(name, z.detach(), labels, protos)
     want = torch.autograd.grad(z, leaves, gz)
     flat = native.pack(kernel64, params)

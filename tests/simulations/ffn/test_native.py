@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import platform
 import re
-import tomllib
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 
 from simulations import native_build
@@ -72,7 +72,7 @@ def test_fused_torch_runs_are_independent_of_workers_bit_for_bit():
 def _epochs(lib, loss: str, use_clop: bool, seeds=(0, 1), epochs: int = 2) -> np.ndarray:
     """The packed parameters after ``epochs`` native epochs (the same draws as train_runs)."""
     data = fd.stack_data([fd.make_data(s) for s in seeds])
-    x, labels, protos, params, draw = ft._chunk_setup(data, ft.HIDDEN, fd.NOISE_VAR, torch.device("cpu"),
+    x, labels, protos, params, draw = ft.chunk_setup(data, ft.HIDDEN, fd.NOISE_VAR, torch.device("cpu"),
                                                       torch.float32)
     state = native.Kernel(lib, params, ft.BATCH_SIZE, x.shape[1])
     rows = fused._row_prototypes(labels, protos) if use_clop else None

@@ -11,6 +11,7 @@ import torch
 
 from clop import losses as clop_losses
 from clop import prototypes as clop_prototypes
+from simulations.ffn import autograd as fa
 from simulations.ffn import data as fd
 from simulations.ffn import native as ffn_native
 from simulations.ffn import train as ft
@@ -32,7 +33,7 @@ def test_batched_ffn_equals_torch_sequential():
     """The stacked bmm network equals nn.Sequential(Linear, ReLU, Linear, ReLU, Linear) per seed."""
     params = ft.init_params((0, 1), hidden=8)
     x = torch.randn(2, 11, 3, generator=torch.Generator().manual_seed(0))
-    out = ft.ffn(params, x)
+    out = fa.ffn(params, x)
     for s in range(2):
         net = torch.nn.Sequential(
             torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)
@@ -53,7 +54,7 @@ def test_clop_term_all_seeds_equals_clop_objective_per_seed():
     z1, z2 = torch.randn(s_, b, 3, generator=g), torch.randn(s_, b, 3, generator=g)
     labels = torch.randint(-1, k, (s_, b), generator=g)
     protos = torch.stack([torch.linalg.qr(torch.randn(3, 3, generator=g))[0].T for _ in range(s_)])
-    got = ft.clop_term_all_seeds(z1, z2, labels, protos)
+    got = fa.clop_term_all_seeds(z1, z2, labels, protos)
     want = 0.0
     for i in range(s_):
         obj = clop_losses.CLOPObjective(
