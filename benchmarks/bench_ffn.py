@@ -7,10 +7,10 @@ same process and in ``--rounds`` alternating rounds (medians printed):
 1. per loss of ``--losses`` (with the CLOP term, the dearer configuration): ``--seeds`` runs x ``--epochs``
    epochs with the baseline, with ``--engine`` (default auto: the native kernel on a CPU) on one worker at
    every chunk size of ``--chunks``, and with ``--workers`` workers (default: every usable core);
-2. per regime: all 8 configurations of Table 5 (4 losses, with and without CLOP) through
-   :func:`simulations.ffn.train.run_experiment` (training and evaluation) on ``--regime-seeds`` runs x
-   ``--regime-epochs`` epochs, baseline against the new engine on every worker, and the projection of both
-   to the full regime (100 seeds x 200 epochs) from the measured time per run-epoch and per evaluated run.
+2. per regime: the training of all 8 configurations of Table 5 (4 losses, with and without CLOP) on
+   ``--regime-seeds`` runs x ``--regime-epochs`` epochs, the baseline against the new engine on one worker
+   and on ``--workers``; and the full regime (100 seeds x 200 epochs) projected from these times plus the data
+   and the evaluation (the same for every engine), i.e. the per-regime speed-up of synthetic_ffn.py.
 
 It prints the estimated floating-point operations per run-epoch of each loss and the compute limit of one core
 (a large float32 matrix product timed here), so the gap of each engine to that limit; the time per run-epoch
@@ -112,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the engine compared with the baseline (default auto: native on a CPU, else fused)")
     p.add_argument("--workers", type=int, default=None, help="workers of the parallel runs (default: every core)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds, medians printed (default 3)")
-    p.add_argument("--regime-seeds", type=int, default=20, help="runs per configuration, per-regime part (default 20)")
-    p.add_argument("--regime-epochs", type=int, default=40, help="epochs, per-regime part (default 40)")
+    p.add_argument("--regime-seeds", type=int, default=64,
+                   help="runs per configuration in the per-regime part (default 64: the baseline's chunk)")
+    p.add_argument("--regime-epochs", type=int, default=10, help="epochs in the per-regime part (default 10)")
     return p
 
 
@@ -174,38 +175,43 @@ def per_loss(args, device, peak: float) -> None:
 
 
 def per_regime(args, device) -> None:
-    """Part 2: all 8 configurations through run_experiment, baseline against the new engine on every worker,
-    and both projected to the full regime (100 seeds x 200 epochs)."""
-    seeds = list(range(args.regime_seeds))
+    """Part 2: the training of all 8 configurations of Table 5 on --regime-seeds runs x --regime-epochs epochs,
+    the baseline against the new engine on one worker and on every worker (medians of --rounds alternating
+    rounds); then the full regime (100 seeds x 200 epochs, with the data and the evaluation, which every engine
+    shares) projected from these times: training scales with runs x epochs, evaluation with runs."""
     opts = ffn_data.REGIMES["overlapping"]
+    n = args.regime_seeds
+    t0 = time.perf_counter()
+    data = ffn_data.stack_data([ffn_data.make_data(s, **opts) for s in range(n)])
+    t_data = time.perf_counter() - t0
     workers = args.workers or native_build.default_threads()
-    sides = [("baseline", BASELINE), (f"{args.engine} x{workers}", dict(engine=args.engine, workers=workers))]
-    times: dict[str, list[tuple[float, float]]] = {}
+    sides = [("baseline (autograd, 1 worker)", BASELINE), (f"{args.engine}, 1 worker", dict(engine=args.engine, workers=1)),
+             (f"{args.engine}, {workers} workers", dict(engine=args.engine, workers=workers))]
+    configs = [(loss, c) for loss in ffn_train.LOSSES for c in (False, True)]
+    times: dict[str, list[float]] = {}
+    outputs = {}
     for _ in range(args.rounds):
         for label, engine in sides:
-            # training and evaluation at two epoch counts: the difference is the training, the rest evaluation
-            for epochs in (args.regime_epochs, 2 * args.regime_epochs):
-                def run(epochs=epochs, engine=engine):
-                    return ffn_train.run_experiment(seeds, epochs=epochs, data_options=opts, device=device,
-                                                    show_progress=False, **engine)
-                _, w, _ = _timed(run)
-                times.setdefault(f"{label}@{epochs}", []).append(w)
-    print(f"\nPer regime: the 8 configurations of Table 5, {args.regime_seeds} runs each, training and evaluation "
-          f"(run_experiment), wall seconds (median of {args.rounds})")
-    projected = {}
+            start = time.perf_counter()
+            for loss, c in configs:
+                outputs[(loss, c)] = ffn_train.train_runs(loss, c, data, epochs=args.regime_epochs, device=device,
+                                                          **engine)
+            times.setdefault(label, []).append(time.perf_counter() - start)
+    start = time.perf_counter()
+    for loss, c in configs:
+        ffn_train.evaluate(loss, outputs[(loss, c)], data)
+    t_eval = time.perf_counter() - start
+    scale_runs, scale_epochs = 100 / n, 200 / args.regime_epochs
+    print(f"\nPer regime: training of the 8 configurations of Table 5, {n} runs x {args.regime_epochs} epochs each, "
+          f"wall seconds (median of {args.rounds}); data {t_data:.2f} s and evaluation {t_eval:.2f} s (shared by "
+          "every engine); projection to the full regime (100 seeds x 200 epochs, data and evaluation included)")
+    base = _median(times[sides[0][0]])
+    full_base = (t_data + t_eval + base * scale_epochs) * scale_runs
     for label, _ in sides:
-        t1, t2 = (_median([t for t in times[f"{label}@{e}"]]) for e in (args.regime_epochs, 2 * args.regime_epochs))
-        train_per_run_epoch = (t2 - t1) / (8 * args.regime_seeds * args.regime_epochs)
-        eval_per_run = max(0.0, t1 - train_per_run_epoch * 8 * args.regime_seeds * args.regime_epochs) / (
-            8 * args.regime_seeds)
-        projected[label] = 800 * (200 * train_per_run_epoch + eval_per_run)
-        print(f"  {label:<14}: {t1:7.2f} s at {args.regime_epochs} epochs, {t2:7.2f} s at {2 * args.regime_epochs}; "
-              f"{train_per_run_epoch * 1e3:.3f} ms per run-epoch, {eval_per_run * 1e3:.1f} ms per evaluated run; "
-              f"projected full regime (100 seeds x 200 epochs): {projected[label]:6.1f} s")
-    base, new = projected["baseline"], projected[sides[1][0]]
-    ratio = times["baseline@" + str(args.regime_epochs)]
-    print(f"  per-regime speed-up (projected full regime): {base / new:.1f}x; measured at "
-          f"{args.regime_epochs} epochs: {_median(ratio) / _median(times[sides[1][0] + '@' + str(args.regime_epochs)]):.1f}x")
+        t = _median(times[label])
+        full = (t_data + t_eval + t * scale_epochs) * scale_runs
+        print(f"  {label:<32}: {t:7.2f} s ({t / (8 * n * args.regime_epochs) * 1e3:.3f} ms per run-epoch), "
+              f"speed-up {base / t:4.1f}x; full regime about {full:6.1f} s, per-regime speed-up {full_base / full:4.1f}x")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,9 @@
 
    real is float (the experiment) or double (-DFFN_DOUBLE, for the gradient tests). Every sum has one fixed
    order whatever vector width the compiler targets: sums over a contiguous axis use LANES logical lanes
-   (lane j mod LANES) added in a fixed tree; every other sum runs in index order. No fused multiply-adds
-   (-ffp-contract=off), so the kernel gives the same bits on every machine it compiles on.
+   (lane j mod LANES) added in a fixed tree; every other sum runs in index order. Multiply-adds are fused only
+   where the code says so (vfma: IEEE fma, one rounding, the same result in hardware and in libm); the compiler
+   contracts nothing else (-ffp-contract=off). So the kernel gives the same bits on every machine it compiles on.
 
    Layout of one run's parameters (P reals; Hp = hidden padded to a multiple of LANES with zero weights, which
    stay zero: their gradients are exactly zero):
@@ -18,10 +19,12 @@
 typedef double real;
 #define SQRT sqrt
 #define LOG log
+#define FMA fma
 #else
 typedef float real;
 #define SQRT sqrtf
 #define LOG logf
+#define FMA fmaf
 #endif
 
 #if defined(__AVX512F__)
@@ -36,12 +39,34 @@ typedef float real;
 #define NV (LANES / VW)
 #define NORM_FLOOR 1e-6
 #define ROWS 8 /* rows per register block of the products */
+#define MAXC 4 /* the largest input / output dimension D (native.MAX_DIM) */
 
 typedef real vr __attribute__((vector_size(VBYTES)));
 
+#if defined(__x86_64__) && (defined(__AVX512F__) || defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+/* a b + c lane by lane with one rounding (IEEE fused multiply-add): the hardware instruction where the build
+   has one, else libm's fma (correctly rounded too, only slower), so the bits are the same either way */
+static inline vr vfma(vr a, vr b, vr c) {
+#if defined(__x86_64__) && defined(__AVX512F__) && !defined(FFN_DOUBLE)
+    return (vr)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(__x86_64__) && defined(__AVX512F__)
+    return (vr)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+#elif defined(__x86_64__) && defined(__AVX__) && defined(__FMA__) && !defined(FFN_DOUBLE)
+    return (vr)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#elif defined(__x86_64__) && defined(__AVX__) && defined(__FMA__)
+    return (vr)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#else
+    for (int l = 0; l < VW; ++l) c[l] = FMA(a[l], b[l], c[l]);
+    return c;
+#endif
+}
+
 static inline vr vload(const real *p) { vr v; memcpy(&v, p, sizeof v); return v; }
 static inline void vstore(real *p, vr v) { memcpy(p, &v, sizeof v); }
-static inline vr vsplat(real a) { return (vr){0} + a; } /* a in every lane (GCC broadcasts the scalar) */
+static inline vr vsplat(real a) { return a - (vr){0}; } /* a in every lane (x - 0 is x exactly: one broadcast) */
 
 #ifdef FFN_DOUBLE
 typedef int64_t ireal;
@@ -79,7 +104,7 @@ static inline real dot(const real *restrict x, const real *restrict y, int n) {
     vr acc[NV];
     for (int q = 0; q < NV; ++q) acc[q] = vsplat(0);
     for (int j = 0; j < n; j += LANES)
-        for (int q = 0; q < NV; ++q) acc[q] += vload(x + j + q * VW) * vload(y + j + q * VW);
+        for (int q = 0; q < NV; ++q) acc[q] = vfma(vload(x + j + q * VW), vload(y + j + q * VW), acc[q]);
     return lanes_sum(acc);
 }
 
@@ -101,14 +126,14 @@ static inline vr vexp(vr x) {
     for (int l = 0; l < VW; ++l) x[l] = exp(x[l]);
     return x;
 #else
-    const vr k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x / ln 2) */
-    const vr r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
-    vr p = r * 1.9875691500e-4f + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
+    const vr k = vfma(x, vsplat(1.44269504088896341f), vsplat(12582912.0f)) - 12582912.0f; /* round(x / ln 2) */
+    const vr r = vfma(k, vsplat(2.12194440e-4f), vfma(k, vsplat(-0.693359375f), x));
+    vr p = vfma(r, vsplat(1.9875691500e-4f), vsplat(1.3981999507e-3f));
+    p = vfma(p, r, vsplat(8.3334519073e-3f));
+    p = vfma(p, r, vsplat(4.1665795894e-2f));
+    p = vfma(p, r, vsplat(1.6666665459e-1f));
+    p = vfma(p, r, vsplat(5.0000001201e-1f));
+    p = vfma(p, r * r, r + 1.0f);
     const vi bits = (__builtin_convertvector(k, vi) + 127) << 23;
     return p * (vr)bits;
 #endif
@@ -168,7 +193,6 @@ static void project(const real *gu, const real *u, const real *n, int R, int D, 
 
 /* InfoNCE (drop = 0) or DCL (drop = 1): gu += dL/du; returns the loss. D <= MAXC. Rows go in blocks of RB,
    which share the loads of uT and w (u has pad_to(R, RB) rows, zero beyond R; ls->e as many rows of E). */
-#define MAXC 4
 #define RB 4
 static inline __attribute__((always_inline)) double contrastive_d(const real *u, int R, const int D, real inv_t,
                                                                   int drop, LossScratch *ls, int want) {
@@ -206,12 +230,12 @@ static inline __attribute__((always_inline)) double contrastive_d(const real *u,
                 const vi idx = iota + a0;
                 for (int b = 0; b < RB; ++b) {
                     vr sv = ut[0] * ui[b][0];
-                    for (int d = 1; d < D; ++d) sv += ut[d] * ui[b][d];
+                    for (int d = 1; d < D; ++d) sv = vfma(ut[d], vsplat(ui[b][d]), sv);
                     vr ev = vexp(sv - inv_t);
                     if (masked) ev = (vr)((vi)ev & ((idx < R) & (idx != self[b]) & (idx != partner[b])));
                     vstore(ls->e + (size_t)(i0 + b) * Rp + a0, ev);
                     acc[b][0][q] += ev;
-                    for (int d = 0; d < D; ++d) acc[b][d + 1][q] += ev * ut[d];
+                    for (int d = 0; d < D; ++d) acc[b][d + 1][q] = vfma(ev, ut[d], acc[b][d + 1][q]);
                 }
             }
         for (int b = 0; b < RB && i0 + b < R; ++b) {
@@ -239,7 +263,7 @@ static inline __attribute__((always_inline)) double contrastive_d(const real *u,
                 for (int d = 0; d < D; ++d) wt[d] = vload(w + (size_t)d * Rp + a0);
                 for (int b = 0; b < RB; ++b) {
                     const vr ev = vload(ls->e + (size_t)(i0 + b) * Rp + a0);
-                    for (int d = 0; d < D; ++d) acc[b][d][q] += ev * wt[d];
+                    for (int d = 0; d < D; ++d) acc[b][d][q] = vfma(ev, wt[d], acc[b][d][q]);
                 }
             }
         for (int b = 0; b < RB && i0 + b < R; ++b) {
@@ -265,29 +289,43 @@ static double contrastive(const real *u, int R, int D, real inv_t, int drop, Los
     }
 }
 
+/* Every sum below runs over the rows i in order, one accumulator per output (i outermost, so the accumulators
+   are independent chains). */
+
+/* column means of the N rows of view v: m[d] = sum_i z[v N + i][d] / N */
+static void view_means(const real *z, int N, int D, int v, real *m) {
+    for (int d = 0; d < D; ++d) m[d] = 0;
+    for (int i = 0; i < N; ++i)
+        for (int d = 0; d < D; ++d) m[d] += z[(v * N + i) * D + d];
+    for (int d = 0; d < D; ++d) m[d] /= N;
+}
+
 /* Barlow Twins: g = dL/dz (overwritten); returns the loss */
 static double barlow(const real *z, int R, int D, real lam, real eps, real *g, real *y, real *sig, int want) {
     const int N = R / 2;
-    for (int v = 0; v < 2; ++v)
-        for (int d = 0; d < D; ++d) {
-            real m = 0, s = 0;
-            for (int i = 0; i < N; ++i) m += z[(v * N + i) * D + d];
-            m /= N;
-            for (int i = 0; i < N; ++i) {
-                const real c = z[(v * N + i) * D + d] - m;
+    for (int v = 0; v < 2; ++v) {
+        real m[MAXC], s[MAXC];
+        view_means(z, N, D, v, m);
+        for (int d = 0; d < D; ++d) s[d] = 0;
+        for (int i = 0; i < N; ++i)
+            for (int d = 0; d < D; ++d) {
+                const real c = z[(v * N + i) * D + d] - m[d];
                 y[(v * N + i) * D + d] = c;
-                s += c * c;
+                s[d] += c * c;
             }
-            sig[v * D + d] = SQRT(s / N + eps);
-            for (int i = 0; i < N; ++i) y[(v * N + i) * D + d] /= sig[v * D + d];
-        }
-    real C[16 * 16], G[16 * 16];
+        for (int d = 0; d < D; ++d) sig[v * D + d] = SQRT(s[d] / N + eps);
+        for (int i = 0; i < N; ++i)
+            for (int d = 0; d < D; ++d) y[(v * N + i) * D + d] /= sig[v * D + d];
+    }
+    real C[MAXC * MAXC], G[MAXC * MAXC];
+    for (int k = 0; k < D * D; ++k) C[k] = 0;
+    for (int i = 0; i < N; ++i)
+        for (int a = 0; a < D; ++a)
+            for (int b = 0; b < D; ++b) C[a * D + b] += y[i * D + a] * y[(N + i) * D + b];
     double value = 0;
     for (int a = 0; a < D; ++a)
         for (int b = 0; b < D; ++b) {
-            real s = 0;
-            for (int i = 0; i < N; ++i) s += y[i * D + a] * y[(N + i) * D + b];
-            C[a * D + b] = s / N;
+            C[a * D + b] /= N;
             G[a * D + b] = a == b ? (C[a * D + b] - 1) * 2 : C[a * D + b] * (2 * lam);
             if (want) value += a == b ? (double)((1 - C[a * D + b]) * (1 - C[a * D + b]))
                                       : (double)(lam * C[a * D + b] * C[a * D + b]);
@@ -304,20 +342,24 @@ static double barlow(const real *z, int R, int D, real lam, real eps, real *g, r
             g[(N + i) * D + a] = s2 / N;
         }
     /* through the standardisation: (gy - mean(gy) - y mean(gy y)) / sigma */
-    for (int v = 0; v < 2; ++v)
+    for (int v = 0; v < 2; ++v) {
+        real mg[MAXC], mgy[MAXC];
+        for (int d = 0; d < D; ++d) mg[d] = mgy[d] = 0;
+        for (int i = 0; i < N; ++i)
+            for (int d = 0; d < D; ++d) {
+                mg[d] += g[(v * N + i) * D + d];
+                mgy[d] += g[(v * N + i) * D + d] * y[(v * N + i) * D + d];
+            }
         for (int d = 0; d < D; ++d) {
-            real mg = 0, mgy = 0;
-            for (int i = 0; i < N; ++i) {
-                mg += g[(v * N + i) * D + d];
-                mgy += g[(v * N + i) * D + d] * y[(v * N + i) * D + d];
-            }
-            mg /= N;
-            mgy /= N;
-            for (int i = 0; i < N; ++i) {
-                const int k = (v * N + i) * D + d;
-                g[k] = (g[k] - mg - y[k] * mgy) / sig[v * D + d];
-            }
+            mg[d] /= N;
+            mgy[d] /= N;
         }
+        for (int i = 0; i < N; ++i)
+            for (int d = 0; d < D; ++d) {
+                const int k = (v * N + i) * D + d;
+                g[k] = (g[k] - mg[d] - y[k] * mgy[d]) / sig[v * D + d];
+            }
+    }
     return value;
 }
 
@@ -327,18 +369,17 @@ static double vicreg(const real *z, int R, int D, const double *lp, real *g, rea
     const real sim = lp[0], var_w = lp[1], cov_w = lp[2], eps = lp[3], gamma = lp[4];
     double value = 0;
     for (int v = 0; v < 2; ++v) {
-        for (int d = 0; d < D; ++d) {
-            real m = 0;
-            for (int i = 0; i < N; ++i) m += z[(v * N + i) * D + d];
-            m /= N;
-            for (int i = 0; i < N; ++i) xc[(v * N + i) * D + d] = z[(v * N + i) * D + d] - m;
-        }
-        real M[16 * 16];
+        real m[MAXC], K[MAXC * MAXC], M[MAXC * MAXC];
+        view_means(z, N, D, v, m);
+        for (int i = 0; i < N; ++i)
+            for (int d = 0; d < D; ++d) xc[(v * N + i) * D + d] = z[(v * N + i) * D + d] - m[d];
+        for (int k = 0; k < D * D; ++k) K[k] = 0;
+        for (int i = 0; i < N; ++i)
+            for (int a = 0; a < D; ++a)
+                for (int b = 0; b < D; ++b) K[a * D + b] += xc[(v * N + i) * D + a] * xc[(v * N + i) * D + b];
         for (int a = 0; a < D; ++a)
             for (int b = 0; b < D; ++b) {
-                real s = 0;
-                for (int i = 0; i < N; ++i) s += xc[(v * N + i) * D + a] * xc[(v * N + i) * D + b];
-                const real cov = s / (N - 1);
+                const real cov = K[a * D + b] / (N - 1);
                 if (a == b) {
                     const real std = SQRT(cov + eps);
                     M[a * D + b] = gamma - std > 0 ? -var_w / (real)(D * (N - 1)) / std : 0;
@@ -401,7 +442,8 @@ static double loss_grad(const real *z, const real *crow, int R, int D, int loss,
 /* columns j..j+NJ*VW of rows_times (NJ a compile-time constant: the accumulators stay in registers) */
 static inline __attribute__((always_inline)) void rows_tile(real *restrict out, const real *restrict in, int ldi,
                                                             int i, int j, int K, const real *restrict W, int Hp,
-                                                            const real *restrict bias, const int NJ) {
+                                                            const real *restrict bias, const real *restrict gate,
+                                                            int relu, const int NJ) {
     vr acc[ROWS][2 * NV];
     for (int r = 0; r < ROWS; ++r)
         for (int q = 0; q < NJ; ++q) acc[r][q] = bias ? vload(bias + j + q * VW) : vsplat(0);
@@ -409,22 +451,29 @@ static inline __attribute__((always_inline)) void rows_tile(real *restrict out, 
         vr w[2 * NV];
         for (int q = 0; q < NJ; ++q) w[q] = vload(W + (size_t)k * Hp + j + q * VW);
         for (int r = 0; r < ROWS; ++r) {
-            const real a = in[(size_t)(i + r) * ldi + k];
-            for (int q = 0; q < NJ; ++q) acc[r][q] += a * w[q];
+            const vr a = vsplat(in[(size_t)(i + r) * ldi + k]);
+            for (int q = 0; q < NJ; ++q) acc[r][q] = vfma(a, w[q], acc[r][q]);
         }
     }
     for (int r = 0; r < ROWS; ++r)
-        for (int q = 0; q < NJ; ++q) vstore(out + (size_t)(i + r) * Hp + j + q * VW, acc[r][q]);
+        for (int q = 0; q < NJ; ++q) {
+            const size_t at = (size_t)(i + r) * Hp + j + q * VW;
+            vr v = acc[r][q];
+            if (relu) v = (vr)((vi)v & (v > 0));               /* v > 0 ? v : 0 */
+            if (gate) v = (vr)((vi)v & (vload(gate + at) > 0)); /* gate > 0 ? v : 0 */
+            vstore(out + at, v);
+        }
 }
 
 /* out[i][:] = bias + sum_{k<K} in[i][k] W[k][:] (bias NULL: 0) for rows i < R (R a multiple of ROWS), width Hp
-   (a multiple of LANES); in has row stride ldi, W and out row stride Hp. Each sum runs in index order k. */
+   (a multiple of LANES); in has row stride ldi, W and out row stride Hp. Each sum runs in index order k. Then,
+   with relu, out = max(out, 0) (negative and NaN to 0), and with a gate (R x Hp), out = 0 where gate <= 0. */
 static void rows_times(real *restrict out, const real *restrict in, int ldi, int R, int K, const real *restrict W,
-                       int Hp, const real *restrict bias) {
+                       int Hp, const real *restrict bias, const real *restrict gate, int relu) {
     for (int i = 0; i < R; i += ROWS) {
         int j = 0;
-        for (; j + 2 * LANES <= Hp; j += 2 * LANES) rows_tile(out, in, ldi, i, j, K, W, Hp, bias, 2 * NV);
-        for (; j < Hp; j += LANES) rows_tile(out, in, ldi, i, j, K, W, Hp, bias, NV);
+        for (; j + 2 * LANES <= Hp; j += 2 * LANES) rows_tile(out, in, ldi, i, j, K, W, Hp, bias, gate, relu, 2 * NV);
+        for (; j < Hp; j += LANES) rows_tile(out, in, ldi, i, j, K, W, Hp, bias, gate, relu, NV);
     }
 }
 
@@ -441,8 +490,8 @@ static inline __attribute__((always_inline)) void at_tile(real *restrict out, co
         vr b[2 * NV];
         for (int q = 0; q < NJ; ++q) b[q] = vload(B + (size_t)i * W + j + q * VW);
         for (int r = 0; r < TR; ++r) {
-            const real a = A[(size_t)i * lda + kk[r]];
-            for (int q = 0; q < NJ; ++q) acc[r][q] += a * b[q];
+            const vr a = vsplat(A[(size_t)i * lda + kk[r]]);
+            for (int q = 0; q < NJ; ++q) acc[r][q] = vfma(a, b[q], acc[r][q]);
         }
     }
     for (int r = 0; r < TR && k0 + r < K; ++r)
@@ -476,15 +525,6 @@ static void col_sums(real *restrict out, const real *restrict B, int R, int W) {
     }
 }
 
-static void relu_rows(real *restrict a, int64_t n) {
-    for (int64_t j = 0; j < n; ++j) a[j] = a[j] > 0 ? a[j] : 0;
-}
-
-/* g[j] <- g[j] where h[j] > 0, else 0 */
-static void relu_mask(real *restrict g, const real *restrict h, int64_t n) {
-    for (int64_t j = 0; j < n; ++j) g[j] = h[j] > 0 ? g[j] : 0;
-}
-
 typedef struct {
     int D, Hp;
     real *w1, *b1, *w2, *b2, *w3t, *b3;
@@ -509,10 +549,8 @@ static Net net_view(real *p, int D, int Hp) {
    product lane-fixed */
 static void forward(const Net *net, const real *x, int Rb, real *h1, real *h2, real *z) {
     const int D = net->D, Hp = net->Hp;
-    rows_times(h1, x, D, Rb, D, net->w1, Hp, net->b1);
-    relu_rows(h1, (int64_t)Rb * Hp);
-    rows_times(h2, h1, Hp, Rb, Hp, net->w2, Hp, net->b2);
-    relu_rows(h2, (int64_t)Rb * Hp);
+    rows_times(h1, x, D, Rb, D, net->w1, Hp, net->b1, NULL, 1);
+    rows_times(h2, h1, Hp, Rb, Hp, net->w2, Hp, net->b2, NULL, 1);
     for (int i = 0; i < Rb; ++i)
         for (int d = 0; d < D; ++d) z[i * D + d] = dot(h2 + (size_t)i * Hp, net->w3t + (size_t)d * Hp, Hp) + net->b3[d];
 }
@@ -529,14 +567,12 @@ static void backward(const Net *net, const real *x, int Rb, const real *h1, cons
         for (int i = 0; i < Rb; ++i) s += g[i * D + d];
         gn.b3[d] = s;
     }
-    rows_times(g2, g, D, Rb, D, net->w3t, Hp, NULL);
-    relu_mask(g2, h2, (int64_t)Rb * Hp);
+    rows_times(g2, g, D, Rb, D, net->w3t, Hp, NULL, h2, 0);
     at_times(gn.w2, h1, Hp, Hp, g2, Rb, Hp);
     col_sums(gn.b2, g2, Rb, Hp);
     for (int k = 0; k < Hp; ++k) /* W2^T */
         for (int j = 0; j < Hp; ++j) wt[j * Hp + k] = net->w2[k * Hp + j];
-    rows_times(g1, g2, Hp, Rb, Hp, wt, Hp, NULL);
-    relu_mask(g1, h1, (int64_t)Rb * Hp);
+    rows_times(g1, g2, Hp, Rb, Hp, wt, Hp, NULL, h1, 0);
     at_times(gn.w1, x, D, D, g1, Rb, Hp);
     col_sums(gn.b1, g1, Rb, Hp);
 }
@@ -559,6 +595,15 @@ int ffn_abi(void) { return 1; }
 int ffn_real_bytes(void) { return (int)sizeof(real); }
 int ffn_lanes(void) { return LANES; }
 int ffn_vector_width(void) { return VW; }
+
+/* 1 where fma is a hardware instruction in this build (else libm computes it, with the same bits, slowly) */
+int ffn_fast_fma(void) {
+#if (defined(FFN_DOUBLE) && defined(__FP_FAST_FMA)) || (!defined(FFN_DOUBLE) && defined(__FP_FAST_FMAF))
+    return 1;
+#else
+    return 0;
+#endif
+}
 
 int64_t ffn_param_count(int D, int Hp) { return param_count(D, Hp); }
 

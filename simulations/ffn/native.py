@@ -3,9 +3,11 @@
 The kernel computes the formulas of :mod:`simulations.ffn.grads` and :mod:`simulations.ffn.fused` (forward pass,
 closed-form loss gradients, backward pass, Adam) one run at a time through a whole epoch, its state (about
 50 KB of weights, moments and activations, and the 2B x 2B similarity matrix of InfoNCE / DCL) in the L1/L2
-cache. Its sums have one fixed order (kernel.c), so it gives the same bits on every machine it compiles on
-and for any split of the runs over threads; that order differs from torch's, so its per-run numbers differ
-from the torch implementation's by round-off that training amplifies (docs/performance.md).
+cache. Its sums have one fixed order and its multiply-adds are IEEE fused multiply-adds where the source says
+so and nowhere else (kernel.c), so it gives the same bits on every machine it compiles on and for any split of
+the runs over threads; that arithmetic differs from torch's, so its per-run numbers differ from the torch
+implementation's by round-off that training amplifies (docs/performance.md). The default engine uses it only
+where the build has hardware fused multiply-adds (:func:`available`).
 
 Build: compiled on first use with :data:`BASE_FLAGS` (``-march=native``, retried without it) and cached by
 :mod:`simulations.native_build` (checked against its recorded SHA-256 before every load). ``CLOP_FFN_NATIVE=0``
@@ -90,6 +92,7 @@ def open_kernel(path: Path) -> ctypes.CDLL:
     lib.ffn_param_grad.argtypes = [i, i, i, p, p, p, i, p, d, p, p]
     lib.ffn_exp.restype = None
     lib.ffn_exp.argtypes = [i, p, p]
+    lib.ffn_fast_fma.restype = i
     return lib
 
 
@@ -126,17 +129,23 @@ def _load(variant: str = "float32") -> ctypes.CDLL | None:
 
 
 def available() -> bool:
-    """True when the kernel is enabled and compiled (compiles it on the first call)."""
-    return not _disabled() and _load() is not None
+    """True when the kernel is enabled, compiled (compiles it on the first call) and fast: built with hardware
+    fused multiply-adds (elsewhere libm computes them, with the same bits, many times slower)."""
+    if _disabled():
+        return False
+    lib = _load()
+    return lib is not None and bool(lib.ffn_fast_fma())
 
 
 def status() -> str:
-    """One line: which code runs the fused FFN training on the CPU, and why."""
+    """One line: which code runs the fused FFN training on the CPU by default, and why."""
     if _disabled():
         return f"torch (native FFN kernel switched off by {ENV_SWITCH})"
     lib = _load()
     if lib is None:
         return f"torch (native FFN kernel unavailable: {_errors.get('float32')})"
+    if not lib.ffn_fast_fma():
+        return f"torch (the native FFN kernel {lib._name} has no hardware fused multiply-add on this CPU)"
     return f"native kernel ({lib.ffn_vector_width()} floats per vector, {lib._name})"
 
 

@@ -71,6 +71,9 @@ _TINY = ["--seeds", "2", "--epochs", "2", "--no-progress", "--losses", "dcl"]
         (["--device", "nonsense"], "--device"),
         (["--hidden", "100000000"], "needs about"),  # the memory estimate refuses before allocating
         (["--seeds", "1000000000"], "needs about"),
+        (["--workers", "0"], "--workers"),
+        (["--engine", "fast"], "--engine"),
+        (["--engine", "native", "--device", "meta"], "--device"),
     ],
 )
 def test_cli_rejects_bad_arguments_before_any_compute(flags, needle, tmp_path, capsys, monkeypatch):

@@ -95,6 +95,9 @@ def test_native_kernel_gives_the_same_bits_at_every_vector_width(kernel, tmp_pat
         assert path is not None, msg
         libs[name] = native.open_kernel(path)
     assert {lib.ffn_vector_width() for lib in libs.values()} >= {4, 8}
+    # the sse2 and avx2 builds have no hardware fma (libm computes it), the native one has where the CPU does
+    assert libs["sse2"].ffn_fast_fma() == 0 and libs["avx2"].ffn_fast_fma() == 0
+    assert libs["native"].ffn_fast_fma() == (" fma " in Path("/proc/cpuinfo").read_text().replace("\n", " "))
     for loss in ft.LOSSES:
         ref = _epochs(libs["native"], loss, True)
         for name in ("avx2", "sse2"):
