@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import platform
 import re
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
 import torch
 
 from simulations import native_build
