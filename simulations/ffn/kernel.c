@@ -191,91 +191,104 @@ static void project(const real *gu, const real *u, const real *n, int R, int D, 
     }
 }
 
-/* InfoNCE (drop = 0) or DCL (drop = 1): gu += dL/du; returns the loss. D <= MAXC. Rows go in blocks of RB,
-   which share the loads of uT and w (u has pad_to(R, RB) rows, zero beyond R; ls->e as many rows of E). */
+/* InfoNCE (drop = 0) and DCL (drop = 1) in two passes over blocks of RB rows, which share the loads of uT and
+   w (u has pad_to(R, RB) rows, zero beyond R; ls->e as many rows of E). D <= MAXC, a compile-time constant. */
 #define RB 4
-static inline __attribute__((always_inline)) double contrastive_d(const real *u, int R, const int D, real inv_t,
-                                                                  int drop, LossScratch *ls, int want) {
-    const int Rp = pad_to(R, LANES), N = R / 2, Rr = pad_to(R, RB);
-    real *uT = ls->uT, *w = ls->w, *r = ls->r, *pu = ls->pu, *gu = ls->gu;
-    for (int d = 0; d < D; ++d) {
-        for (int a = 0; a < R; ++a) uT[d * Rp + a] = u[a * D + d];
-        for (int a = R; a < Rp; ++a) uT[d * Rp + a] = 0;
-    }
+
+/* pass 1 for rows i0..i0+RB: rows of E (E_ia = exp(s_ia - 1/tau), 0 off the allowed pairs) into ls->e;
+   r_i = sum_a E_ia and pu_i = (E u)_i / r_i, all sums lane-fixed */
+static inline __attribute__((always_inline)) void contrastive_pass1(const real *u, int R, const int D, real inv_t,
+                                                                    int drop, LossScratch *ls, int i0) {
+    const int Rp = pad_to(R, LANES), N = R / 2;
+    const real *uT = ls->uT;
+    real ui[RB][MAXC];
+    ireal self[RB], partner[RB];
+    vr acc[RB][MAXC + 1][NV];
     vi iota;
     for (int l = 0; l < VW; ++l) iota[l] = l;
-    /* pass 1: rows i of E (E_ia = exp(s_ia - 1/tau), 0 off the allowed pairs) into ls->e; r_i = sum_a E_ia and
-       pu_i = (E u)_i / r_i, all sums lane-fixed */
-    for (int i0 = 0; i0 < Rr; i0 += RB) {
-        real ui[RB][MAXC];
-        ireal self[RB], partner[RB];
-        vr acc[RB][MAXC + 1][NV];
-        for (int b = 0; b < RB; ++b) {
-            const int i = i0 + b;
-            for (int d = 0; d < D; ++d) ui[b][d] = i < R ? u[i * D + d] * inv_t : 0; /* s_ia = (u_i / tau) . u_a */
-            self[b] = i;
-            partner[b] = drop ? (i < N ? i + N : i - N) : -1;
-            for (int c = 0; c <= D; ++c)
-                for (int q = 0; q < NV; ++q) acc[b][c][q] = vsplat(0);
-        }
-        for (int a = 0; a < Rp; a += LANES)
-            for (int q = 0; q < NV; ++q) {
-                const int a0 = a + q * VW;
-                vr ut[MAXC];
-                for (int d = 0; d < D; ++d) ut[d] = vload(uT + (size_t)d * Rp + a0);
-                /* only a few vectors hold an excluded pair (a = i, a = p(i)) or padding (a >= R) */
-                int masked = a0 + VW > R;
-                for (int b = 0; b < RB; ++b)
-                    masked |= (self[b] >= a0 && self[b] < a0 + VW) || (partner[b] >= a0 && partner[b] < a0 + VW);
-                const vi idx = iota + a0;
-                for (int b = 0; b < RB; ++b) {
-                    vr sv = ut[0] * ui[b][0];
-                    for (int d = 1; d < D; ++d) sv = vfma(ut[d], vsplat(ui[b][d]), sv);
-                    vr ev = vexp(sv - inv_t);
-                    if (masked) ev = (vr)((vi)ev & ((idx < R) & (idx != self[b]) & (idx != partner[b])));
-                    vstore(ls->e + (size_t)(i0 + b) * Rp + a0, ev);
-                    acc[b][0][q] += ev;
-                    for (int d = 0; d < D; ++d) acc[b][d + 1][q] = vfma(ev, ut[d], acc[b][d + 1][q]);
-                }
+    for (int b = 0; b < RB; ++b) {
+        const int i = i0 + b;
+        for (int d = 0; d < D; ++d) ui[b][d] = i < R ? u[i * D + d] * inv_t : 0; /* s_ia = (u_i / tau) . u_a */
+        self[b] = i;
+        partner[b] = drop ? (i < N ? i + N : i - N) : -1;
+        for (int c = 0; c <= D; ++c)
+            for (int q = 0; q < NV; ++q) acc[b][c][q] = vsplat(0);
+    }
+    for (int a = 0; a < Rp; a += LANES)
+        for (int q = 0; q < NV; ++q) {
+            const int a0 = a + q * VW;
+            vr ut[MAXC];
+            for (int d = 0; d < D; ++d) ut[d] = vload(uT + (size_t)d * Rp + a0);
+            /* only a few vectors hold an excluded pair (a = i, a = p(i)) or padding (a >= R) */
+            int masked = a0 + VW > R;
+            for (int b = 0; b < RB; ++b)
+                masked |= (self[b] >= a0 && self[b] < a0 + VW) || (partner[b] >= a0 && partner[b] < a0 + VW);
+            const vi idx = iota + a0;
+            for (int b = 0; b < RB; ++b) {
+                vr sv = ut[0] * ui[b][0];
+                for (int d = 1; d < D; ++d) sv = vfma(ut[d], vsplat(ui[b][d]), sv);
+                vr ev = vexp(sv - inv_t);
+                if (masked) ev = (vr)((vi)ev & ((idx < R) & (idx != self[b]) & (idx != partner[b])));
+                vstore(ls->e + (size_t)(i0 + b) * Rp + a0, ev);
+                acc[b][0][q] += ev;
+                for (int d = 0; d < D; ++d) acc[b][d + 1][q] = vfma(ev, ut[d], acc[b][d + 1][q]);
             }
-        for (int b = 0; b < RB && i0 + b < R; ++b) {
-            const int i = i0 + b;
-            r[i] = lanes_sum(acc[b][0]);
-            for (int d = 0; d < D; ++d) pu[i * D + d] = lanes_sum(acc[b][d + 1]) / r[i];
         }
+    for (int b = 0; b < RB && i0 + b < R; ++b) {
+        const int i = i0 + b;
+        ls->r[i] = lanes_sum(acc[b][0]);
+        for (int d = 0; d < D; ++d) ls->pu[i * D + d] = lanes_sum(acc[b][d + 1]) / ls->r[i];
     }
-    /* pass 2: (P^T u)_i = (E (u / r))_i, E symmetric */
-    for (int d = 0; d < D; ++d) {
-        for (int a = 0; a < R; ++a) w[d * Rp + a] = uT[d * Rp + a] / r[a];
-        for (int a = R; a < Rp; ++a) w[d * Rp + a] = 0;
-    }
+}
+
+/* pass 2 for rows i0..i0+RB: (P^T u)_i = (E (u / r))_i (E symmetric; ls->w holds u / r), then
+   gu_i += (P u + P^T u - 2 u_p(i))_i / (R tau); returns the rows' sum of log r_i + 1/tau - s_{i p(i)} */
+static inline __attribute__((always_inline)) double contrastive_pass2(const real *u, int R, const int D, real inv_t,
+                                                                      LossScratch *ls, int i0, int want) {
+    const int Rp = pad_to(R, LANES), N = R / 2;
     const real scale = inv_t / (real)R;
-    double value = 0;
-    for (int i0 = 0; i0 < Rr; i0 += RB) {
-        vr acc[RB][MAXC][NV];
-        for (int b = 0; b < RB; ++b)
-            for (int d = 0; d < D; ++d)
-                for (int q = 0; q < NV; ++q) acc[b][d][q] = vsplat(0);
-        for (int a = 0; a < Rp; a += LANES)
-            for (int q = 0; q < NV; ++q) {
-                const int a0 = a + q * VW;
-                vr wt[MAXC];
-                for (int d = 0; d < D; ++d) wt[d] = vload(w + (size_t)d * Rp + a0);
-                for (int b = 0; b < RB; ++b) {
-                    const vr ev = vload(ls->e + (size_t)(i0 + b) * Rp + a0);
-                    for (int d = 0; d < D; ++d) acc[b][d][q] = vfma(ev, wt[d], acc[b][d][q]);
-                }
+    vr acc[RB][MAXC][NV];
+    for (int b = 0; b < RB; ++b)
+        for (int d = 0; d < D; ++d)
+            for (int q = 0; q < NV; ++q) acc[b][d][q] = vsplat(0);
+    for (int a = 0; a < Rp; a += LANES)
+        for (int q = 0; q < NV; ++q) {
+            const int a0 = a + q * VW;
+            vr wt[MAXC];
+            for (int d = 0; d < D; ++d) wt[d] = vload(ls->w + (size_t)d * Rp + a0);
+            for (int b = 0; b < RB; ++b) {
+                const vr ev = vload(ls->e + (size_t)(i0 + b) * Rp + a0);
+                for (int d = 0; d < D; ++d) acc[b][d][q] = vfma(ev, wt[d], acc[b][d][q]);
             }
-        for (int b = 0; b < RB && i0 + b < R; ++b) {
-            const int i = i0 + b, p = i < N ? i + N : i - N;
-            real pos = 0;
-            for (int d = 0; d < D; ++d) {
-                gu[i * D + d] += (pu[i * D + d] + lanes_sum(acc[b][d]) - 2 * u[p * D + d]) * scale;
-                pos += u[i * D + d] * u[p * D + d];
-            }
-            if (want) value += (double)(LOG(r[i]) + inv_t - pos * inv_t);
         }
+    double value = 0;
+    for (int b = 0; b < RB && i0 + b < R; ++b) {
+        const int i = i0 + b, p = i < N ? i + N : i - N;
+        real pos = 0;
+        for (int d = 0; d < D; ++d) {
+            ls->gu[i * D + d] += (ls->pu[i * D + d] + lanes_sum(acc[b][d]) - 2 * u[p * D + d]) * scale;
+            pos += u[i * D + d] * u[p * D + d];
+        }
+        if (want) value += (double)(LOG(ls->r[i]) + inv_t - pos * inv_t);
     }
+    return value;
+}
+
+/* gu += dL/du of InfoNCE (drop = 0) or DCL (drop = 1) on unit rows u (R x D); returns the loss */
+static inline __attribute__((always_inline)) double contrastive_d(const real *u, int R, const int D, real inv_t,
+                                                                  int drop, LossScratch *ls, int want) {
+    const int Rp = pad_to(R, LANES), Rr = pad_to(R, RB);
+    for (int d = 0; d < D; ++d) {
+        for (int a = 0; a < R; ++a) ls->uT[d * Rp + a] = u[a * D + d];
+        for (int a = R; a < Rp; ++a) ls->uT[d * Rp + a] = 0;
+    }
+    for (int i0 = 0; i0 < Rr; i0 += RB) contrastive_pass1(u, R, D, inv_t, drop, ls, i0);
+    for (int d = 0; d < D; ++d) {
+        for (int a = 0; a < R; ++a) ls->w[d * Rp + a] = ls->uT[d * Rp + a] / ls->r[a];
+        for (int a = R; a < Rp; ++a) ls->w[d * Rp + a] = 0;
+    }
+    double value = 0;
+    for (int i0 = 0; i0 < Rr; i0 += RB) value += contrastive_pass2(u, R, D, inv_t, ls, i0, want);
     return value / R;
 }
 

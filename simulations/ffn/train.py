@@ -243,13 +243,33 @@ def train_runs(
     if chunk is None:
         chunk = default_chunk(engine, len(data.seeds), dev)
     epochs, batch_size, lr, hidden, chunk = _check_training(loss, epochs, batch_size, lr, hidden, chunk)
+    workers = native_build.default_threads() if workers is None else check_size("workers", workers, 1)
+    train = _chunk_trainer(loss, use_clop, engine, loss_mode, dtype, dev, hidden=hidden, noise_var=noise_var,
+                           epochs=epochs, batch_size=batch_size, lr=lr, progress=progress)
+    want_history = history is not None
+    starts = list(range(0, len(data.seeds), chunk))
+    parts = [data.select(slice(start, start + chunk)) for start in starts]
+    if workers > 1 and len(parts) > 1 and dev.type == "cpu":
+        with ThreadPoolExecutor(max_workers=min(workers, len(parts))) as pool:
+            results = list(pool.map(lambda part: train(part, want_history), parts))
+    else:
+        results = [train(part, want_history) for part in parts]
+    out = torch.cat([z for z, _ in results])
+    if history is not None:
+        history.extend(torch.cat([h[e] for _, h in results]) for e in range(epochs))
+    _check_finite(out, data.seeds, f"{DISPLAY[loss]}{' + CLOP' if use_clop else ''}", lr)
+    return out
+
+
+def _chunk_trainer(loss, use_clop, engine, loss_mode, dtype, dev, **settings):
+    """(chunk data, want history) -> (f(x) on the CPU, the chunk's history or None), for a resolved engine."""
     base_losses = autograd.batched_base(loss, autograd.resolve_loss_mode(loss, loss_mode)) if engine == "autograd" else None
     lib = ffn_native.loaded(dtype) if engine == "native" else None
+    epochs, batch_size, lr, progress = (settings[k] for k in ("epochs", "batch_size", "lr", "progress"))
 
-    def one(start: int):
-        part = data.select(slice(start, start + chunk))
-        hist: list | None = [] if history is not None else None
-        x, labels, protos, params, draw = chunk_setup(part, hidden, noise_var, dev, dtype)
+    def train(part: SyntheticData, want_history: bool):
+        hist: list | None = [] if want_history else None
+        x, labels, protos, params, draw = chunk_setup(part, settings["hidden"], settings["noise_var"], dev, dtype)
         if engine == "autograd":
             z = autograd.train_chunk(base_losses, use_clop, x, labels, protos, params, draw, epochs, batch_size, lr,
                                      progress, hist)
@@ -258,27 +278,18 @@ def train_runs(
                                   batch_size=batch_size, lr=lr, progress=progress, history=hist, kernel=lib)
         return z.cpu(), hist
 
-    starts = list(range(0, len(data.seeds), chunk))
-    workers = native_build.default_threads() if workers is None else check_size("workers", workers, 1)
-    if workers > 1 and len(starts) > 1 and dev.type == "cpu":
-        with ThreadPoolExecutor(max_workers=min(workers, len(starts))) as pool:
-            results = list(pool.map(one, starts))
-    else:
-        results = [one(s) for s in starts]
-    outputs = [r[0] for r in results]
-    histories = [r[1] for r in results]
-    out = torch.cat(outputs)
-    if history is not None:
-        history.extend(torch.cat([h[e] for h in histories]) for e in range(epochs))
+    return train
+
+
+def _check_finite(out: torch.Tensor, seeds: tuple[int, ...], label: str, lr: float) -> None:
+    """FloatingPointError naming the seeds whose outputs (S, N, D) are not all finite."""
     bad = ~torch.isfinite(out).all(dim=2).all(dim=1)
     if bool(bad.any()):
-        seeds = [s for s, b in zip(data.seeds, bad.tolist()) if b]
+        failed = [s for s, b in zip(seeds, bad.tolist()) if b]
         raise FloatingPointError(
-            f"{DISPLAY[loss]}{' + CLOP' if use_clop else ''} diverged (non-finite outputs) at lr={lr:g} for "
-            f"{len(seeds)} of {len(data.seeds)} runs (seeds {seeds[:5]}{' ...' if len(seeds) > 5 else ''}); "
-            "use a smaller learning rate"
+            f"{label} diverged (non-finite outputs) at lr={lr:g} for {len(failed)} of {len(seeds)} runs "
+            f"(seeds {failed[:5]}{' ...' if len(failed) > 5 else ''}); use a smaller learning rate"
         )
-    return out
 
 
 def _views_draw(x: torch.Tensor, gens: list[torch.Generator], noise_var: float):
