@@ -22,6 +22,7 @@ with a note on stderr and rebuilt (and where the rebuild fails, the caller falls
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -282,13 +283,17 @@ def load_library(lib: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(lib))
 
 
+@functools.lru_cache(maxsize=None)
+def _fallback_dir(path: Path, why: str) -> Path:
+    out = Path(tempfile.mkdtemp(prefix="clop-native-"))
+    if path.exists():
+        note(f"the cache folder {path} {why}; building in {out} instead")
+    return out
+
+
 def default_out_dir() -> Path:
-    """:func:`cache_dir` when it is private (:func:`private_dir`), else a fresh private temporary folder (with a
-    note on stderr when the cache folder exists but is not private)."""
+    """:func:`cache_dir` when it is private (:func:`private_dir`), else a private temporary folder, one per process
+    (with a note on stderr when the cache folder exists but is not private)."""
     path = cache_dir()
     out, why = private_dir(path)
-    if out is None:
-        out = Path(tempfile.mkdtemp(prefix="clop-native-"))
-        if path.exists():
-            note(f"the cache folder {path} {why}; building in {out} instead")
-    return out
+    return out if out is not None else _fallback_dir(path, why)

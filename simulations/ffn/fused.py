@@ -1,6 +1,6 @@
 """Fused training of stacked FFN runs for the synthetic 3-D experiment (CLOP paper, arXiv 2403.18699, Sec. 4).
 
-The same training as the autograd engine of :mod:`simulations.ffn.train` (same network, data, views, batch
+The same training as the autograd engine of :mod:`simulations.ffn.autograd` (same network, data, views, batch
 order, losses and Adam), written out by hand for S independent runs at once: the forward pass of the three
 layers keeps its activations, the gradient of every run's loss with respect to its outputs comes in closed
 form from :mod:`simulations.ffn.grads`, the backward pass through the layers is six batched products, and
@@ -13,10 +13,12 @@ backward: ``dW3 = h2^T g``, ``db3 = sum g``, ``g2 = (g W3^T) [h2 > 0]``, ``dW2 =
 single-tensor code (betas 0.9, 0.999, eps 1e-8, no weight decay): ``m <- lerp(m, g, 1 - b1)``,
 ``v <- b2 v + (1 - b2) g^2``, ``p <- p - (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
 
-In exact arithmetic every run follows the autograd engine's trajectory; in float32 the sums come in another
-order (the closed forms, one product for two), so the per-run numbers differ by round-off that training
-amplifies (how much, for Table 5: docs/performance.md). Inputs and outputs follow
-:func:`simulations.ffn.train.train_runs`; :func:`train_chunk` is its per-chunk step.
+The same formulas run either as torch operations on the S stacked runs (any device) or in the native kernel
+of :mod:`simulations.ffn.native`, one run at a time (:func:`train_chunk`'s ``kernel``). In exact arithmetic
+every run follows the autograd engine's trajectory; in float32 the sums come in another order (the closed
+forms, one product for two), so the per-run numbers differ by round-off that training amplifies (how much,
+for Table 5: docs/performance.md). Inputs and outputs follow :func:`simulations.ffn.train.train_runs`;
+:func:`train_chunk` is its per-chunk step.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 from simulations.ffn import native
 from simulations.ffn.grads import CLOP_LAMBDA, LOSS_PARAMS, loss_grad
 
-__all__ = ["ADAM_BETAS", "ADAM_EPS", "Network", "train_chunk"]
+__all__ = ["ADAM_BETAS", "ADAM_EPS", "Network", "row_prototypes", "train_chunk"]
 
 ADAM_BETAS = (0.9, 0.999)
 """Adam's betas (torch.optim.Adam's defaults, as the autograd engine uses them)."""
@@ -89,7 +91,7 @@ class Network:
         self.flat.addcdiv_(self.m, denom, value=-self.lr / bias1)
 
 
-def _row_prototypes(labels: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
+def row_prototypes(labels: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
     """(S, N, D): the unit prototype of each labeled point's class, zero rows for the unlabeled points."""
     unit = protos / torch.linalg.vector_norm(protos, dim=-1, keepdim=True).clamp_min(1e-6)
     rows = torch.arange(labels.shape[0], device=labels.device)[:, None]
@@ -109,7 +111,7 @@ def train_chunk(loss: str, use_clop: bool, x: torch.Tensor, labels: torch.Tensor
     (:func:`simulations.ffn.native.open_kernel`) to run the same formulas in, one run at a time (CPU tensors
     only); None: torch operations on x's device.
     """
-    row_protos = _row_prototypes(labels, protos) if use_clop else None
+    row_protos = row_prototypes(labels, protos) if use_clop else None
     args = (loss, x, row_protos, params, draw, epochs, batch_size, lr, progress, history)
     return _train_native(kernel, *args) if kernel is not None else _train_torch(*args)
 

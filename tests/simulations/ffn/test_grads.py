@@ -34,7 +34,7 @@ def _case(seed: int, s_: int = 3, n: int = 10, d: int = 3, scale: float = 1.0):
 
 def _row_protos(labels: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
     """(S, 2N, D): each view's rows get the prototype of their point's label (zero rows for unlabeled points)."""
-    rows = fused._row_prototypes(labels, protos)
+    rows = fused.row_prototypes(labels, protos)
     return torch.cat([rows, rows], dim=1)
 
 

@@ -76,7 +76,7 @@ def _epochs(lib, loss: str, use_clop: bool, seeds=(0, 1), epochs: int = 2) -> np
     x, labels, protos, params, draw = ft.chunk_setup(data, ft.HIDDEN, fd.NOISE_VAR, torch.device("cpu"),
                                                       torch.float32)
     state = native.Kernel(lib, params, ft.BATCH_SIZE, x.shape[1])
-    rows = fused._row_prototypes(labels, protos) if use_clop else None
+    rows = fused.row_prototypes(labels, protos) if use_clop else None
     for _ in range(epochs):
         v1, v2, order = draw()
         state.epoch(v1, v2, order, rows, loss, native.loss_settings(loss, LOSS_PARAMS[loss]), CLOP_LAMBDA, ft.LR,
