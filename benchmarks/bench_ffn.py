@@ -4,13 +4,15 @@ The plain baseline is the autograd engine of simulations/ffn/train.py (autograd,
 chunks of 64 stacked runs, one worker): the code Table 5 ran on before the fused training. Against it, in the
 same process and in ``--rounds`` alternating rounds (medians printed):
 
-1. per loss of ``--losses`` (with the CLOP term, the dearer configuration): ``--seeds`` runs x ``--epochs``
-   epochs with the baseline, with ``--engine`` (default auto: the native kernel on a CPU) on one worker at
-   every chunk size of ``--chunks``, and with ``--workers`` workers (default: every usable core);
+1. per loss of ``--losses`` (with the CLOP term, the dearer configuration): ``--seeds`` runs with the
+   baseline, with ``--engine`` (default auto: the native kernel on a CPU) on one worker at every chunk size of
+   ``--chunks``, and with ``--workers`` workers (default: every usable core), each at ``--epochs`` and at twice
+   as many epochs: the difference is the cost per run-epoch, the rest the set-up of a run;
 2. per regime: the training of all 8 configurations of Table 5 (4 losses, with and without CLOP) on
-   ``--regime-seeds`` runs x ``--regime-epochs`` epochs, the baseline against the new engine on one worker
-   and on ``--workers``; and the full regime (100 seeds x 200 epochs) projected from these times plus the data
-   and the evaluation (the same for every engine), i.e. the per-regime speed-up of synthetic_ffn.py.
+   ``--regime-seeds`` runs, the baseline against the new engine on one worker and on ``--workers``, at
+   ``--regime-epochs`` and twice as many; and the full regime (100 seeds x 200 epochs) projected from the cost
+   per run-epoch, the set-up per run, the data and the evaluation (the same for every engine): the per-regime
+   speed-up of synthetic_ffn.py.
 
 It prints the estimated floating-point operations per run-epoch of each loss and the compute limit of one core
 (a large float32 matrix product timed here), so the gap of each engine to that limit; the time per run-epoch
@@ -114,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds, medians printed (default 3)")
     p.add_argument("--regime-seeds", type=int, default=64,
                    help="runs per configuration in the per-regime part (default 64: the baseline's chunk)")
-    p.add_argument("--regime-epochs", type=int, default=10, help="epochs in the per-regime part (default 10)")
+    p.add_argument("--regime-epochs", type=int, default=5,
+                   help="epochs in the per-regime part, timed also at twice as many (default 5)")
     return p
 
 
@@ -137,50 +140,62 @@ def _median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
+def _marginal(t1: float, t2: float, runs: int, epochs: int) -> tuple[float, float]:
+    """(seconds per run-epoch, set-up seconds per run) from the times of ``epochs`` and of 2 x ``epochs``."""
+    per = max(t2 - t1, 0.0) / (runs * epochs)
+    return per, max(t1 - per * runs * epochs, 0.0) / runs
+
+
 def per_loss(args, device, peak: float) -> None:
-    """Part 1: each loss of --losses, the baseline against the new engine (medians of --rounds rounds)."""
+    """Part 1: each loss of --losses, the baseline against the new engine (medians of --rounds rounds). Each
+    variant trains --epochs and 2 x --epochs epochs; the difference is the cost of --epochs epochs alone
+    (without the set-up of a run: initial weights, prototypes, the first calls)."""
     data = ffn_data.stack_data([ffn_data.make_data(s, **ffn_data.REGIMES["overlapping"]) for s in range(args.seeds)])
     workers = args.workers or native_build.default_threads()
     variants = [("baseline (autograd, 1 worker)", BASELINE)]
     variants += [(f"{args.engine}, chunk {c}, 1 worker", dict(engine=args.engine, chunk=c, workers=1))
                  for c in args.chunks]
     variants.append((f"{args.engine}, default chunk, {workers} workers", dict(engine=args.engine, workers=workers)))
-    per = 1e3 / (args.seeds * args.epochs)
     for loss in args.losses:
         for _, engine in variants:  # warm-up (first calls, kernel build)
             ffn_train.train_runs(loss, True, data.select(slice(0, 2)), epochs=1, device=device, **engine)
-        cpu: dict[str, list[float]] = {}
-        wall: dict[str, list[float]] = {}
+        times: dict[tuple[str, int], list[tuple[float, float]]] = {}
         outs: dict[str, torch.Tensor] = {}
         for _ in range(args.rounds):
             for label, engine in variants:
-                c, w, outs[label] = time_training(loss, data, args.epochs, device, **engine)
-                cpu.setdefault(label, []).append(c)
-                wall.setdefault(label, []).append(w)
+                for epochs in (args.epochs, 2 * args.epochs):
+                    c, w, outs[label] = time_training(loss, data, epochs, device, **engine)
+                    times.setdefault((label, epochs), []).append((c, w))
         flops = flops_per_run_epoch(loss, True)
         limit_ms = flops / (peak * 1e9) * 1e3
         print(f"\n{ffn_train.DISPLAY[loss]} + CLOP: about {flops / 1e6:.1f} MFLOP per run-epoch, "
               f"{limit_ms:.3f} ms at the compute limit of one core ({peak:.0f} GFLOP/s)")
-        base_label = variants[0][0]
-        base_cpu, base_wall = _median(cpu[base_label]), _median(wall[base_label])
+        costs = {}
         for label, _ in variants:
-            c, w = _median(cpu[label]), _median(wall[label])
-            line = (f"  {label:<38}: {c * per:7.3f} ms CPU, {w * per:7.3f} ms wall per run-epoch; "
-                    f"{c * per / limit_ms:5.1f}x the compute limit")
+            med = [tuple(_median([t[i] for t in times[(label, e)]]) for i in (0, 1))
+                   for e in (args.epochs, 2 * args.epochs)]
+            cpu, setup = _marginal(med[0][0], med[1][0], args.seeds, args.epochs)
+            wall, _ = _marginal(med[0][1], med[1][1], args.seeds, args.epochs)
+            costs[label] = (cpu * 1e3, wall * 1e3, setup * 1e3)
+        base_label = variants[0][0]
+        for label, _ in variants:
+            c, w, setup = costs[label]
+            line = (f"  {label:<38}: {c:6.3f} ms CPU, {w:6.3f} ms wall per run-epoch (set-up {setup:4.1f} ms CPU a "
+                    f"run); {c / limit_ms:4.1f}x the compute limit")
             if label != base_label:
                 diff = float((outs[label] - outs[base_label]).abs().max())
-                line += (f"; speed-up {base_cpu / c:4.1f}x CPU, {base_wall / w:4.1f}x wall; "
+                line += (f"; speed-up {costs[base_label][0] / c:4.1f}x CPU, {costs[base_label][1] / w:4.1f}x wall; "
                          f"max |output - baseline| {diff:.1e}")
             print(line)
 
 
 def per_regime(args, device) -> None:
-    """Part 2: the training of all 8 configurations of Table 5 on --regime-seeds runs x --regime-epochs epochs,
-    the baseline against the new engine on one worker and on every worker (medians of --rounds alternating
-    rounds); then the full regime (100 seeds x 200 epochs, with the data and the evaluation, which every engine
-    shares) projected from these times: training scales with runs x epochs, evaluation with runs."""
+    """Part 2: the training of all 8 configurations of Table 5 on --regime-seeds runs, the baseline against the new
+    engine on one worker and on every worker (medians of --rounds alternating rounds), at --regime-epochs and at
+    twice as many epochs; then the full regime (100 seeds x 200 epochs) projected from the cost per run-epoch,
+    the set-up per run, and the data and the evaluation, which every engine shares."""
     opts = ffn_data.REGIMES["overlapping"]
-    n = args.regime_seeds
+    n, e1 = args.regime_seeds, args.regime_epochs
     t0 = time.perf_counter()
     data = ffn_data.stack_data([ffn_data.make_data(s, **opts) for s in range(n)])
     t_data = time.perf_counter() - t0
@@ -188,30 +203,29 @@ def per_regime(args, device) -> None:
     sides = [("baseline (autograd, 1 worker)", BASELINE), (f"{args.engine}, 1 worker", dict(engine=args.engine, workers=1)),
              (f"{args.engine}, {workers} workers", dict(engine=args.engine, workers=workers))]
     configs = [(loss, c) for loss in ffn_train.LOSSES for c in (False, True)]
-    times: dict[str, list[float]] = {}
+    times: dict[tuple[str, int], list[float]] = {}
     outputs = {}
     for _ in range(args.rounds):
         for label, engine in sides:
-            start = time.perf_counter()
-            for loss, c in configs:
-                outputs[(loss, c)] = ffn_train.train_runs(loss, c, data, epochs=args.regime_epochs, device=device,
-                                                          **engine)
-            times.setdefault(label, []).append(time.perf_counter() - start)
+            for epochs in (e1, 2 * e1):
+                start = time.perf_counter()
+                for loss, c in configs:
+                    outputs[(loss, c)] = ffn_train.train_runs(loss, c, data, epochs=epochs, device=device, **engine)
+                times.setdefault((label, epochs), []).append(time.perf_counter() - start)
     start = time.perf_counter()
     for loss, c in configs:
         ffn_train.evaluate(loss, outputs[(loss, c)], data)
     t_eval = time.perf_counter() - start
-    scale_runs, scale_epochs = 100 / n, 200 / args.regime_epochs
-    print(f"\nPer regime: training of the 8 configurations of Table 5, {n} runs x {args.regime_epochs} epochs each, "
-          f"wall seconds (median of {args.rounds}); data {t_data:.2f} s and evaluation {t_eval:.2f} s (shared by "
-          "every engine); projection to the full regime (100 seeds x 200 epochs, data and evaluation included)")
-    base = _median(times[sides[0][0]])
-    full_base = (t_data + t_eval + base * scale_epochs) * scale_runs
+    print(f"\nPer regime: training of the 8 configurations of Table 5 on {n} runs at {e1} and {2 * e1} epochs, wall "
+          f"seconds (median of {args.rounds}); data {t_data:.2f} s and evaluation {t_eval:.2f} s (shared by every "
+          "engine); projected to the full regime (100 seeds x 200 epochs), data and evaluation included")
+    full = {}
     for label, _ in sides:
-        t = _median(times[label])
-        full = (t_data + t_eval + t * scale_epochs) * scale_runs
-        print(f"  {label:<32}: {t:7.2f} s ({t / (8 * n * args.regime_epochs) * 1e3:.3f} ms per run-epoch), "
-              f"speed-up {base / t:4.1f}x; full regime about {full:6.1f} s, per-regime speed-up {full_base / full:4.1f}x")
+        t1, t2 = (_median(times[(label, e)]) for e in (e1, 2 * e1))
+        per, setup = _marginal(t1, t2, 8 * n, e1)
+        full[label] = (t_data + t_eval) * 100 / n + 8 * 100 * (setup + 200 * per)
+        print(f"  {label:<32}: {t1:6.2f} s / {t2:6.2f} s, {per * 1e3:.3f} ms per run-epoch, set-up {setup * 1e3:.1f} ms "
+              f"a run; full regime about {full[label]:6.1f} s, per-regime speed-up {full[sides[0][0]] / full[label]:4.1f}x")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,7 +54,7 @@ NEW_OPTIONS = {
 }
 NEW_DEFAULTS = {
     "synthetic_ffn": dict(engine="auto", workers=None),
-    "bench_ffn": dict(engine="auto", workers=None, rounds=3, regime_seeds=64, regime_epochs=10),
+    "bench_ffn": dict(engine="auto", workers=None, rounds=3, regime_seeds=64, regime_epochs=5),
     "bench_lclass": dict(kernel_threads=None),
 }
 SCRIPTS = {"lr_bound": "simulations/lr_bound.py", "dimensional_collapse": "simulations/dimensional_collapse.py",
