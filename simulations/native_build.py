@@ -248,7 +248,10 @@ def compile_cached(name: str, source: str, cc: list[str], out_dir: Path, base_fl
                    arch_flags: Sequence[Sequence[str]]) -> tuple[Path | None, str]:
     """The library ``<name>_<key>.so`` of ``source`` in ``out_dir``: the cached one when it passes
     :func:`check_library`, else a fresh build (a failed check is noted on stderr and the file rebuilt).
-    Each of ``arch_flags`` is tried in turn after ``base_flags``. Returns (library path or None, message)."""
+    Each of ``arch_flags`` is tried in turn after ``base_flags``. Returns (library path or None, message).
+
+    Processes that build the same key at once write the same bytes and replace the files by renaming, so a
+    process that meets a library between its rename and its record's rebuilds it too, and none fails."""
     try:
         version = compiler_version(cc)
     except OSError as exc:
@@ -261,15 +264,8 @@ def compile_cached(name: str, source: str, cc: list[str], out_dir: Path, base_fl
             try:
                 check_library(lib)
                 return lib, f"cached {lib}"
-            except UntrustedLibrary as exc:
+            except UntrustedLibrary as exc:  # the build below replaces it (renames: never rewritten in place)
                 note(f"refusing the cached {exc}; rebuilding it")
-                for path in (lib, _record_path(lib)):
-                    try:
-                        os.unlink(path)
-                    except FileNotFoundError:
-                        pass
-                    except OSError as err:
-                        return None, f"cannot remove the refused {path}: {err}"
         error = build_library(cc, flags, source, lib)
         if error is None:
             return lib, f"compiled {lib}"

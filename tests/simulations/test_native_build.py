@@ -195,3 +195,30 @@ def test_check_library_names_what_is_wrong(lclass_lib, tmp_path):
     lib.symlink_to(lclass_lib)
     with pytest.raises(native_build.UntrustedLibrary, match="cannot be opened"):
         native_build.check_library(lib)
+
+
+_BUILD = """
+import sys
+from pathlib import Path
+from simulations import native_build
+src = Path("simulations/lclass/kernel.c").read_text()
+path, msg = native_build.compile_cached("lclass_kernel", src, native_build.find_compiler(), Path(sys.argv[1]),
+                                        ("-O1", "-std=gnu99", "-fPIC", "-shared"), ((),))
+assert path is not None, msg
+native_build.load_library(path).lclass_abi()
+print("ok", msg.split()[0])
+"""
+
+
+def test_processes_building_the_same_library_at_once_all_get_it(tmp_path):
+    """Four processes find an empty cache and build the same key at the same time (as parallel test workers
+    would): every one ends with a library that passes the checks, none falls back."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    procs = [subprocess.Popen([sys.executable, "-c", _BUILD, str(cache)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    assert all(out.startswith("ok") for out, _ in outs), outs
+    assert len(list(cache.glob("*.so"))) == 1
