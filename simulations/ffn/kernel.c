@@ -108,15 +108,6 @@ static inline real dot(const real *restrict x, const real *restrict y, int n) {
     return lanes_sum(acc);
 }
 
-/* sum_j x[j], n a multiple of LANES */
-static inline real total(const real *restrict x, int n) {
-    vr acc[NV];
-    for (int q = 0; q < NV; ++q) acc[q] = vsplat(0);
-    for (int j = 0; j < n; j += LANES)
-        for (int q = 0; q < NV; ++q) acc[q] += vload(x + j + q * VW);
-    return lanes_sum(acc);
-}
-
 /* exp(x) lane by lane for x in [-87, 0] (the exponents of the contrastive losses lie in [-2/tau, 0], and
    native.py admits no temperature below 0.025). float: Cody-Waite reduction and the polynomial of Cephes'
    expf (relative error about 1e-7), the same operations in every lane whatever the vector width; double (the
