@@ -5,8 +5,11 @@ steps each (no early exit, so every side does exactly the same runs and steps), 
 complete-collapse step of every run. The implementations, timed in the same process:
 
 * engine: :func:`simulations.lclass.search.sweep` with its default engine — on the CPU the native kernel
-  (:mod:`simulations.lclass.native`: one run at a time through all its steps, its state in cache), on
-  CUDA batched torch operations; timed ``--repeat`` times (min, median, max printed);
+  (:mod:`simulations.lclass.native`: one run at a time through all its steps, its state in cache, the runs
+  split over ``--kernel-threads`` threads, default every core), on CUDA batched torch operations; timed
+  ``--repeat`` times (min, median, max printed);
+* the native kernel on one thread (CPU, where the kernel runs on more): the same bits, and the speed-up of
+  the threads;
 * torch engine (CPU only, where the default is the native kernel): the same sweep with
   ``engine="torch"``, all runs in stacked tensors, one batched program per step and cache-sized chunk;
 * loop (m-dim): one run at a time, the plain per-run torch code a user would write on X: (k, m)
@@ -29,14 +32,17 @@ if __name__ == "__main__" and __package__ in (None, ""):  # run as a file: make 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import argparse
+import contextlib
+import os
 import time
 
 import numpy as np
 import torch
 
+from clop.util.cli import check_int, check_positive_float, parse_device
 from clop.util.device import torch_threads
 from clop.util.progress import progress_bar
-from clop.util.cli import check_int, check_positive_float, parse_device
+from simulations import native_build
 from simulations.cli import check_memory
 from simulations.lclass.engine import engine_name
 from simulations.lclass.memory import sweep_bytes
@@ -107,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not time the torch engine on the CPU (timed by default beside the native kernel)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="timings of the engine(s), min / median / max printed (default 1; the loops run once)")
+    parser.add_argument("--kernel-threads", type=int, default=None,
+                        help="threads of the native kernel (default: every usable core, or $CLOP_NATIVE_THREADS); "
+                        "it is also timed on one thread")
     return parser
 
 
@@ -124,24 +133,44 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, torch.device]:
     check_int(parser, "--seed", args.seed, 0)
     check_int(parser, "--threads", args.threads, 1)
     check_int(parser, "--repeat", args.repeat, 1)
+    if args.kernel_threads is not None:
+        check_int(parser, "--kernel-threads", args.kernel_threads, 1)
     dev = parse_device(parser, args.device)
     check_memory(parser, args, dev, _memory)
     return args, dev
 
 
+@contextlib.contextmanager
+def kernel_threads(n: int | None):
+    """The native kernels' thread count set to ``n`` (None: unchanged) for the duration of the block."""
+    before = os.environ.get(native_build.ENV_THREADS)
+    if n is not None:
+        os.environ[native_build.ENV_THREADS] = str(n)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(native_build.ENV_THREADS, None)
+        else:
+            os.environ[native_build.ENV_THREADS] = before
+
+
 def _time_engines(args: argparse.Namespace, dev: torch.device, variants) -> tuple[dict, dict]:
-    """The sweep with each engine of ``variants``, ``--repeat`` times, interleaved: (results, times) by name."""
+    """The sweep with each variant (key, label, engine, kernel threads), ``--repeat`` times, interleaved:
+    (results, times) by key."""
     results, times = {}, {}
-    for name, _ in variants:
-        sweep(args.ks[:2], args.m, args.etas[:1], trials=1, steps=5, device=dev, engine=name)  # warm-up
+    for _, _, engine, threads in variants:
+        with kernel_threads(threads):
+            sweep(args.ks[:2], args.m, args.etas[:1], trials=1, steps=5, device=dev, engine=engine)  # warm-up
     for _ in range(args.repeat):
-        for name, _ in variants:  # interleaved, so that a busy spell does not favour one engine
-            _sync(dev)
-            t0 = time.perf_counter()
-            results[name] = sweep(args.ks, args.m, args.etas, trials=args.trials, steps=args.steps,
-                                  seed=args.seed, device=dev, engine=name)
-            _sync(dev)
-            times.setdefault(name, []).append(time.perf_counter() - t0)
+        for key, _, engine, threads in variants:  # interleaved, so that a busy spell does not favour one engine
+            with kernel_threads(threads):
+                _sync(dev)
+                t0 = time.perf_counter()
+                results[key] = sweep(args.ks, args.m, args.etas, trials=args.trials, steps=args.steps,
+                                     seed=args.seed, device=dev, engine=engine)
+                _sync(dev)
+                times.setdefault(key, []).append(time.perf_counter() - t0)
     return results, times
 
 
@@ -161,22 +190,22 @@ def _time_loops(args: argparse.Namespace, dev: torch.device) -> dict[str, tuple[
 def _report(variants, results: dict, times: dict, loops: dict, n_runs: int) -> bool:
     """Print the times, the speed-ups and whether every implementation agrees; returns that agreement."""
     t_best = min(times["auto"])
-    for name, label in variants:
-        ts = sorted(times[name])
+    for key, label, _, _ in variants:
+        ts = sorted(times[key])
         spread = f"  (min of {len(ts)}; median {np.median(ts):.2f}, max {ts[-1]:.2f})" if len(ts) > 1 else ""
-        line = f"{label:<24}: {ts[0]:8.2f} s"
-        if name != "auto":
+        line = f"{label:<30}: {ts[0]:8.2f} s"
+        if key != "auto":
             line += f"   the default engine is {ts[0] / t_best:5.1f}x faster"
         print(line + spread)
     for label, (t, _) in loops.items():
-        print(f"{label:<24}: {t:8.2f} s   speed-up {t / t_best:6.1f}x")
+        print(f"{label:<30}: {t:8.2f} s   speed-up {t / t_best:6.1f}x")
     batched = results["auto"]
     same = all(np.array_equal(batched, r) for r in results.values()) and all(
         np.array_equal(batched, r) for _, r in loops.values())
     n_col = int((batched >= 0).sum())
     print(f"collapsed runs: {n_col}/{n_runs}; all implementations agree on every collapse step: {same}")
     if not same:
-        others = [(label, results[name]) for name, label in variants[1:]]
+        others = [(label, results[key]) for key, label, _, _ in variants[1:]]
         others += [(label, r) for label, (_, r) in loops.items()]
         for label, other in others:
             diff = np.argwhere(batched != other)
@@ -195,10 +224,19 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(args.etas)} etas = {n_runs} runs x {args.steps} steps, m={args.m}, device {dev}, "
               f"{args.threads} CPU thread(s)")
         print(f"engine: {engine}")
-        variants = [("auto", "engine (" + ("native kernel" if engine.startswith("native") else "torch ops") + ")")]
-        if dev.type == "cpu" and engine.startswith("native") and not args.skip_torch_engine:
-            variants.append(("torch", "torch engine"))
+        threads = args.kernel_threads or native_build.default_threads()
+        native_engine = engine.startswith("native")
+        label = f"engine (native kernel, {threads} thr.)" if native_engine else "engine (torch ops)"
+        variants = [("auto", label, "auto", threads if native_engine else None)]
+        if native_engine and threads > 1:
+            variants.append(("one", "native kernel, 1 thread", "auto", 1))
+        if dev.type == "cpu" and native_engine and not args.skip_torch_engine:
+            variants.append(("torch", "torch engine", "torch", None))
         results, times = _time_engines(args, dev, variants)
+        if "one" in times:
+            print(f"native kernel on {threads} threads against 1 (min of {args.repeat}): "
+                  f"{min(times['one']) / min(times['auto']):.2f}x, the same collapse steps: "
+                  f"{np.array_equal(results['one'], results['auto'])}")
         loops = _time_loops(args, dev)
         return 0 if _report(variants, results, times, loops, n_runs) else 1
 

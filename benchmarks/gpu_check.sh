@@ -9,7 +9,10 @@
 #   pretrain     python -m training.pretrain --smoke at 32 px for 2 epochs: images/s (from metrics.csv)
 #   lr_bound     python simulations/lr_bound.py on the device (Figure 3) and its time; on CUDA also the
 #                CPU run of the same figure, and whether their max_lr columns agree to 1e-12
-#   ffn          benchmarks/bench_ffn.py (Table 5's chunked FFN training against one run at a time)
+#   ffn          benchmarks/bench_ffn.py (Table 5's fused FFN training against the plain autograd baseline)
+#   table5       simulations/synthetic_ffn.py on the device (20 seeds x 40 epochs, the default engine: fused torch
+#                operations on CUDA, the native kernel on a CPU) and its run time; then, in float64 on the device,
+#                the fused engine against the autograd one for every loss with CLOP (outputs agree to 1e-9)
 #
 # Writes one summary (default $OUT/gpu_check.txt where $OUT is set, else ./gpu_check.txt): per step its
 # status (ok, FAIL rc=N, TIMEOUT after N s, SKIPPED), seconds and key numbers, then the totals; each
@@ -66,7 +69,7 @@ LOGS="$SUMMARY_DIR/gpu_check_logs"
 CUDA=0
 case "$DEVICE" in cuda*) CUDA=1 ;; esac
 
-ALL_STEPS="env cuda_tests train_step loader pretrain lr_bound ffn"
+ALL_STEPS="env cuda_tests train_step loader pretrain lr_bound ffn table5"
 STEP_NAMES=()
 STEP_CAPS=()
 STEP_CMDS=()
@@ -93,7 +96,8 @@ if [ "$CUDA" = 1 ]; then
 else
     add_step lr_bound 120 "$P simulations/lr_bound.py --device $D --out $W/figure3_$DEVICE"
 fi
-add_step ffn 120 "$P benchmarks/bench_ffn.py --device $D"
+add_step ffn 120 "$P benchmarks/bench_ffn.py --device $D --rounds 1"
+add_step table5 120 "$P simulations/synthetic_ffn.py --device $D --seeds 20 --epochs 40 --no-progress --out $W/table5_$DEVICE | grep -E '^(Device|Runtime)' && $P -c 'import sys, torch; from simulations.ffn import data as fd, train as ft; d = fd.stack_data([fd.make_data(s, **fd.REGIMES[\"overlapping\"]) for s in range(4)]); kw = dict(epochs=3, dtype=torch.float64, device=sys.argv[1]); diffs = {n: float((ft.train_runs(n, True, d, engine=\"fused\", **kw) - ft.train_runs(n, True, d, engine=\"autograd\", **kw)).abs().max()) for n in ft.LOSSES}; print(\"fused vs autograd, float64 on %s: max |output difference| %s\" % (sys.argv[1], diffs)); sys.exit(int(max(diffs.values()) > 1e-9))' $D"
 
 selected() {
     [ -z "$ONLY" ] && return 0
@@ -128,7 +132,8 @@ key_numbers() {
         loader) grep -E 'views/s|ratio' "$log" ;;
         pretrain) grep -oE '[0-9.]+ img/s' "$log" | tail -n 2 ;;
         lr_bound) grep -E '^time:|figure3_max_lr.csv:' "$log" ;;
-        ffn) grep -E 'chunk|runs x' "$log" | tail -n 6 ;;
+        ffn) grep -E 'compute limit|workers|per-regime' "$log" | tail -n 6 ;;
+        table5) grep -E '^Runtime|fused vs autograd' "$log" ;;
     esac | sed 's/^ *//' | paste -sd '|' - | sed 's/|/ | /g' | cut -c1-600
 }
 

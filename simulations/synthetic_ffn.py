@@ -87,10 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-mode", choices=("auto", "vmap", "loop"), default="auto",
                    help="per-seed losses by torch.func.vmap or a Python loop (default auto: vmap where it works)")
     p.add_argument("--chunk", type=int, default=None,
-                   help=f"runs trained together (default {ffn_train.CHUNK} on a CPU, all on CUDA; "
-                   "benchmarks/bench_ffn.py measures it)")
+                   help=f"runs trained together (default {ffn_train.NATIVE_CHUNK} per call of the native kernel, "
+                   f"{ffn_train.CHUNK} for the torch engines on a CPU, all on CUDA; benchmarks/bench_ffn.py measures it)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the tensors are tiny)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    p.add_argument("--engine", choices=ffn_train.ENGINES, default="auto",
+                   help="training code: native (the fused C kernel, CPU), fused (the same formulas as torch "
+                   "operations), autograd (the plain baseline; the numbers the tables had before), auto (native "
+                   "where it compiles on a CPU, else fused; default)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="threads training chunks of runs in parallel (default: every usable core; the numbers do "
+                   "not depend on it)")
     return p
 
 
@@ -98,7 +105,7 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> torc
     """Every check that can fail before compute: ranges, repeats, the device, the memory (the output folder
     is checked last, by :func:`main`)."""
     for name, least in (("seeds", 1), ("epochs", 1), ("hidden", 1), ("batch_size", 2), ("threads", 1),
-                        ("chunk", 1), ("seed", 0)):
+                        ("chunk", 1), ("seed", 0), ("workers", 1)):
         if getattr(args, name) is not None:
             check_int(parser, f"--{name.replace('_', '-')}", getattr(args, name), least)
     if args.batch_size > ffn_data.N_POINTS:
@@ -108,9 +115,13 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> torc
         parser.error(f"--min-angle must be in [0, 90) degrees; got {args.min_angle}")
     check_positive_float(parser, "--lr", args.lr)
     device = parse_device(parser, args.device)
-    chunk = args.chunk or (args.seeds if device.type == "cuda" else ffn_train.CHUNK)
+    try:
+        args.engine = ffn_train.resolve_engine(args.engine, device)
+    except (ValueError, RuntimeError) as exc:
+        parser.error(f"--engine {args.engine}: {exc}")
+    chunk = args.chunk or ffn_train.default_chunk(args.engine, args.seeds, device)
     need = ffn_train.estimate_bytes(args.seeds, 2 * len(args.losses), chunk=chunk, hidden=args.hidden,
-                                    batch_size=args.batch_size)
+                                    batch_size=args.batch_size, workers=args.workers)
     problem = check_fits(need, 0, torch.device("cpu"), f"--seeds {args.seeds}, --hidden {args.hidden}, "
                          f"--chunk {chunk}", dtype="float32")
     if problem:
@@ -126,12 +137,12 @@ def run(args: argparse.Namespace, device: torch.device, out: Path) -> str:
     results, embs, data = ffn_train.run_experiment(
         seeds, losses=tuple(args.losses), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         hidden=args.hidden, data_options=data_options, device=device, loss_mode=args.loss_mode, chunk=args.chunk,
-        show_progress=not args.no_progress,
+        show_progress=not args.no_progress, engine=args.engine, workers=args.workers,
     )
     runtime = time.perf_counter() - start
     settings = {
         "seeds": args.seeds, "base_seed": args.seed, "epochs": args.epochs, "batch_size": args.batch_size,
-        "lr": args.lr, "hidden": args.hidden, "device": str(device), **data_options,
+        "lr": args.lr, "hidden": args.hidden, "device": f"{device}, {args.engine} training engine", **data_options,
     }
     bayes = ffn_data.bayes_accuracy(data) if args.magnitudes == "normal" else None
     report = table5_report.markdown_report(results, ffn_data.input_knn_accuracy(data), settings=settings,

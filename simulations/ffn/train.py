@@ -31,15 +31,25 @@ sees directions), the raw output for Barlow Twins and VICReg. KNN accuracy (scik
 KNeighborsClassifier(n_neighbors=5), Euclidean) is fitted on the 50 labeled embeddings and scored on the
 other 450; clop.metrics.stable_rank and clop.metrics.entropy_rank are computed on all 500 embeddings.
 
-Batching: the runs (seeds) of one configuration train together, in chunks of ``chunk`` runs that go
-through all their epochs before the next chunk starts (so a chunk's tensors stay in the CPU cache). The
-weights of a chunk's networks are stacked, W: (S, in, out), and applied with torch.baddbmm; Adam is
-elementwise, so one Adam over the stacked weights of the summed per-seed losses makes exactly the updates of
-S separate optimisers (a test checks batched == separate). The base losses are mapped over seeds with
-torch.func.vmap (``loss_mode="auto"`` falls back to a Python loop over seeds if a loss does not vmap); the
-CLOP term of all seeds is one call of clop_term on the stacked embeddings with a stacked prototype table
-(:func:`clop_term_all_seeds`). The default chunk on a CPU is :data:`CHUNK` (``benchmarks/bench_ffn.py``
-measures chunk sizes against training every run alone); on CUDA all runs train at once.
+Engines (:data:`ENGINES`, chosen by ``engine``; every one makes the same updates in exact arithmetic):
+
+* ``native`` (the default on a CPU where a C compiler works): the fused training of
+  :mod:`simulations.ffn.fused` computed by the C kernel of :mod:`simulations.ffn.native`, one run at a time
+  with its state in the cache, the same bits on every machine and for any number of workers or chunk size;
+* ``fused`` (the default elsewhere, e.g. CUDA): the same closed-form forward, loss gradients
+  (:mod:`simulations.ffn.grads`), backward and Adam as torch operations on the stacked weights of a chunk,
+  W: (S, in, out), applied with torch.baddbmm;
+* ``autograd``: the plain baseline, the numbers the tables had before the fused engines. The stacked weights
+  are trained by autograd and one torch.optim.Adam over the summed per-seed losses (Adam is elementwise, so
+  this makes exactly the updates of S separate optimisers; a test checks batched == separate); the base losses
+  are mapped over seeds with torch.func.vmap (``loss_mode="auto"`` falls back to a Python loop over seeds if a
+  loss does not vmap) and the CLOP term of all seeds is one call of clop_term on the stacked embeddings with a
+  stacked prototype table (:func:`clop_term_all_seeds`).
+
+The engines sum in different orders, so their float32 runs differ by round-off that training amplifies
+(docs/performance.md gives how much, and that Table 5's verdicts stay the same). The runs of one
+configuration train in chunks (:func:`default_chunk`) that go through all their epochs; the chunks run on
+``workers`` threads (default every usable core, :func:`simulations.native_build.default_threads`).
 """
 
 from __future__ import annotations
@@ -47,14 +57,17 @@ from __future__ import annotations
 import math
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from clop import losses as clop_losses
 from clop import metrics as clop_metrics
 from clop import prototypes as clop_prototypes
-from clop.util.checks import check_positive, check_size
+from clop.util.checks import check_choice, check_positive, check_size
 from clop.util.device import default_device
+from simulations import native_build
+from simulations.ffn import autograd, fused
+from simulations.ffn import native as ffn_native
 from simulations.ffn.data import (
     DIM,
     N_POINTS,
@@ -68,9 +81,9 @@ from simulations.ffn.data import (
 )
 
 __all__ = [
-    "LOSSES", "DISPLAY", "COSINE_LOSSES", "HIDDEN", "EPOCHS", "BATCH_SIZE", "LR", "CLOP_LAMBDA", "CHUNK",
-    "estimate_bytes", "init_params", "ffn", "base_loss_fn", "clop_term_all_seeds", "resolve_loss_mode",
-    "train_runs", "embedding", "evaluate", "run_experiment",
+    "LOSSES", "DISPLAY", "COSINE_LOSSES", "HIDDEN", "EPOCHS", "BATCH_SIZE", "LR", "CHUNK", "NATIVE_CHUNK",
+    "ENGINES", "estimate_bytes", "init_params", "resolve_engine", "engine_status", "default_chunk", "train_runs",
+    "chunk_setup", "embedding", "evaluate", "run_experiment",
 ]
 
 # Loss names (clop.losses.make_loss names) in the column order of Table 5, and their display names.
@@ -83,8 +96,14 @@ HIDDEN = 32
 EPOCHS = 200
 BATCH_SIZE = 100
 LR = 1e-2
-CLOP_LAMBDA = 1.0
-CHUNK = 64  # runs trained together on a CPU (on CUDA all of them); benchmarks/bench_ffn.py measures it
+CHUNK = 64  # runs trained together on a CPU by the torch engines (on CUDA all of them); benchmarks/bench_ffn.py
+NATIVE_CHUNK = 16  # runs per call of the native kernel (one run at a time inside; several chunks balance the threads)
+ENGINES = ("auto", "native", "fused", "autograd")
+"""Values of ``engine`` (:func:`train_runs`): ``native`` (the fused training in the C kernel of
+:mod:`simulations.ffn.native`, CPU only), ``fused`` (the same formulas as torch operations on stacked runs,
+:mod:`simulations.ffn.fused`, any device), ``autograd`` (autograd, vmap and torch.optim.Adam: the plain
+baseline, whose numbers the tables had before the fused training), ``auto`` (native on the CPU where the
+kernel compiles, else fused)."""
 
 
 def init_params(seeds: tuple[int, ...], *, hidden: int = HIDDEN, dim: int = DIM) -> list[torch.Tensor]:
@@ -106,14 +125,6 @@ def init_params(seeds: tuple[int, ...], *, hidden: int = HIDDEN, dim: int = DIM)
     return [torch.stack([ps[j] for ps in per_seed]) for j in range(len(shapes) * 2)]
 
 
-def ffn(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Apply S stacked FFNs: x: (S, N, dim) -> (S, N, dim). Linear, ReLU, Linear, ReLU, Linear."""
-    w1, b1, w2, b2, w3, b3 = params
-    h = torch.relu(torch.baddbmm(b1, x, w1))
-    h = torch.relu(torch.baddbmm(b2, h, w2))
-    return torch.baddbmm(b3, h, w3)
-
-
 def _augment(x: torch.Tensor, gens: list[torch.Generator], noise_var: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Two views per point: s * (x + e), e ~ N(0, noise_var I), s = +-1 w.p. 1/2. x: (S, N, d)."""
     s_, n, d = x.shape
@@ -128,84 +139,57 @@ def _augment(x: torch.Tensor, gens: list[torch.Generator], noise_var: float) -> 
     return sign[:, 0] * (x + std * noise[:, 0]), sign[:, 1] * (x + std * noise[:, 1])
 
 
-def base_loss_fn(name: str):
-    """The functional base loss of clop.losses for a make_loss name, with its documented defaults."""
-    if name == "infonce":
-        return lambda z1, z2: clop_losses.info_nce(z1, z2, temperature=0.5)
-    if name == "dcl":
-        return lambda z1, z2: clop_losses.dcl(z1, z2, temperature=0.1)
-    if name == "barlowtwins":
-        return lambda z1, z2: clop_losses.barlow_twins(z1, z2, lambda_offdiag=5e-3)
-    if name == "vicreg":
-        return lambda z1, z2: clop_losses.vicreg(z1, z2)
-    raise ValueError(f"loss must be one of {list(LOSSES)}; got {name!r}")
-
-
-def clop_term_all_seeds(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
-    """Sum over seeds of the CLOP term of Eq. (4) on both views, in ONE call of clop.losses.clop_term.
-
-    z1, z2: (S, B, D) views of S independent runs; labels: (S, B) with -1 = unlabeled; protos: (S, k, D).
-    Seed s has its own prototypes, so its labels are shifted to rows s*k .. s*k+k-1 of the stacked
-    prototype table (S*k, D); the term is a sum over labeled points, so this equals
-    sum_s [clop_term(z1[s], labels[s], protos[s]) + clop_term(z2[s], labels[s], protos[s])] exactly
-    (CLOPObjective's "both views" convention), and the gradient of seed s reaches only its own weights.
-    """
-    s_, b, d = z1.shape
-    k = protos.shape[1]
-    offset = (torch.arange(s_, device=labels.device) * k)[:, None]
-    shifted = torch.where(labels >= 0, labels + offset, torch.full_like(labels, -1)).reshape(-1)
-    z = torch.cat([z1.reshape(s_ * b, d), z2.reshape(s_ * b, d)])
-    return clop_losses.clop_term(
-        z, torch.cat([shifted, shifted]), protos.reshape(s_ * k, d), similarity="cosine", lam=CLOP_LAMBDA, reduction="sum"
-    )
-
-
-def _batched_base(name: str, mode: str):
-    """F(z1, z2) -> (S,) per-seed base losses for z1, z2: (S, B, D).
-
-    mode "vmap" maps the clop.losses function with torch.func.vmap; "loop" calls it once per seed.
-    """
-    f = base_loss_fn(name)
-    if mode == "vmap":
-        return torch.func.vmap(f)
-    if mode == "loop":
-        return lambda z1, z2: torch.stack([f(z1[i], z2[i]) for i in range(z1.shape[0])])
-    raise ValueError(f"loss_mode must be 'vmap', 'loop' or 'auto'; got {mode!r}")
-
-
-def resolve_loss_mode(name: str, mode: str = "auto") -> str:
-    """'auto' -> 'vmap' when the base loss runs and back-propagates under vmap with the loop's values, else 'loop'."""
-    if mode != "auto":
-        return mode
-    z1 = torch.randn(2, 8, DIM, generator=generator(0), requires_grad=True)
-    z2 = torch.randn(2, 8, DIM, generator=generator(1))
-    try:
-        out = _batched_base(name, "vmap")(z1, z2)
-        ref = _batched_base(name, "loop")(z1, z2)
-        out.sum().backward()
-        if out.shape != (2,) or not torch.allclose(out, ref, rtol=1e-5, atol=1e-6):
-            return "loop"
-    except Exception:  # any vmap incompatibility (data-dependent shapes, .item(), ...) -> loop
-        return "loop"
-    return "vmap"
-
-
 def estimate_bytes(n_seeds: int, n_configs: int, *, chunk: int = CHUNK, hidden: int = HIDDEN,
-                   batch_size: int = BATCH_SIZE, n_points: int = N_POINTS) -> int:
+                   batch_size: int = BATCH_SIZE, n_points: int = N_POINTS, workers: int | None = 1) -> int:
     """Host bytes of :func:`run_experiment`, estimated before anything is allocated (right order, not exact).
 
     Kept for the whole run: the stacked data of every seed (x, clean, t as float32; y int64; labeled bool)
-    and the evaluated embeddings of every configuration (float32). Alive while one chunk trains: per run,
-    the weights with their gradients and two Adam moments (4 copies of h^2 + 8h + 3 floats), about eight
-    (2B, h) activation tensors, about eight (2B, 2B) logit-sized tensors (InfoNCE / DCL), and the two
-    views of every point, all float32.
+    and the evaluated embeddings of every configuration (float32). Alive while a chunk trains, for each of
+    ``workers`` chunks at once (None: every usable core): per run, the weights with their gradients and two
+    Adam moments (4 copies of h^2 + 8h + 3 floats), about eight (2B, h) activation tensors, about eight
+    (2B, 2B) logit-sized tensors (InfoNCE / DCL), and the two views of every point, all float32 (an upper
+    bound for the native kernel, which holds one run's activations at a time).
     """
     f32 = 4
     per_seed = n_points * (f32 * (3 + 3 + 1) + 8 + 1) + n_configs * n_points * DIM * f32
     params = hidden * hidden + 8 * hidden + 3
     rows = 2 * min(batch_size, n_points)
     per_run = f32 * (4 * params + 8 * rows * hidden + 8 * rows * rows + 2 * n_points * DIM)
-    return n_seeds * per_seed + min(chunk, n_seeds) * per_run
+    parallel = native_build.default_threads() if workers is None else max(1, workers)
+    return n_seeds * per_seed + min(parallel * chunk, n_seeds) * per_run
+
+
+def resolve_engine(engine: str, device: str | torch.device | None = None) -> str:
+    """``engine`` (:data:`ENGINES`) checked for ``device``, with ``auto`` resolved: ``native`` on the CPU where
+    the kernel is available, else ``fused``. ValueError naming the value; RuntimeError when ``native`` is asked
+    for and cannot be had."""
+    engine = check_choice("engine", engine, ENGINES)
+    dev = default_device(device)
+    if engine == "auto":
+        return "native" if dev.type == "cpu" and ffn_native.available() else "fused"
+    if engine == "native":
+        if dev.type != "cpu":
+            raise ValueError(f"engine='native' runs on the CPU only; got device {dev}")
+        ffn_native.loaded()
+    return engine
+
+
+def engine_status(engine: str, device: str | torch.device | None = None) -> str:
+    """One line: what runs the training with ``engine`` (resolved) on ``device``."""
+    engine = resolve_engine(engine, device)
+    if engine == "native":
+        return ffn_native.status()
+    if engine == "fused":
+        return f"fused torch operations on {default_device(device)}"
+    return f"autograd, vmap and torch.optim.Adam on {default_device(device)}"
+
+
+def default_chunk(engine: str, n_runs: int, device: torch.device) -> int:
+    """Runs trained together: all of them on CUDA, :data:`NATIVE_CHUNK` per call of the native kernel,
+    :data:`CHUNK` for the torch engines on a CPU."""
+    if device.type == "cuda":
+        return n_runs
+    return NATIVE_CHUNK if engine == "native" else CHUNK
 
 
 def _check_training(loss: str, epochs, batch_size, lr, hidden, chunk) -> tuple[int, int, float, int, int]:
@@ -234,52 +218,99 @@ def train_runs(
     dtype: torch.dtype = torch.float32,
     progress=None,
     history: list | None = None,
+    engine: str = "auto",
+    workers: int | None = None,
 ) -> torch.Tensor:
     """Train one FFN per seed of ``data`` (stacked, (S, N, 3)) with one configuration.
 
-    The runs train ``chunk`` at a time (None: CHUNK on a CPU, all runs at once on CUDA), each chunk through all
-    its epochs (module docstring); a run's numbers do not depend on the chunk it is in, up to float32 rounding
-    of the batched products.
+    ``engine`` (:data:`ENGINES`, default ``auto``): the code that trains. The runs train ``chunk`` at a time
+    (None: :func:`default_chunk`), each chunk through all its epochs (module docstring), the chunks on
+    ``workers`` threads (None: every usable core; on CUDA one). A run's numbers do not depend on the number of
+    workers; with the native engine they do not depend on the chunk either, with the torch engines only up to
+    float32 rounding of the batched products.
     Returns the raw outputs f(x) on the clean inputs: (S, N, 3), in ``dtype`` on the CPU. ``dtype``: float32 (the
     experiment); float64 lets tests compare computations that are equal in exact arithmetic (the random draws
-    are the same: they are made in float32 and then cast).
-    ``progress``: optional tqdm-like object; ``progress.update(r)`` is called once per epoch of a chunk of r runs.
+    are the same: they are made in float32 and then cast; the native engine then runs its float64 build).
+    ``progress``: optional tqdm-like object; ``progress.update(r)`` is called once per epoch of a chunk of r runs
+    (from the worker threads).
     ``history``: optional list; gets one (S,) tensor per epoch, the per-seed training loss averaged over the
     epoch's batches. Raises FloatingPointError naming the seeds when a run's outputs are not finite.
     """
     if data.x.dim() != 3:
         raise ValueError(f"data must be stacked (x of shape (S, N, D)); got x of shape {tuple(data.x.shape)}")
     dev = default_device(device)
+    engine = resolve_engine(engine, dev)
     if chunk is None:
-        chunk = len(data.seeds) if dev.type == "cuda" else CHUNK
+        chunk = default_chunk(engine, len(data.seeds), dev)
     epochs, batch_size, lr, hidden, chunk = _check_training(loss, epochs, batch_size, lr, hidden, chunk)
-    base_losses = _batched_base(loss, resolve_loss_mode(loss, loss_mode))
-    outputs, histories = [], []
-    for start in range(0, len(data.seeds), chunk):
-        part = data.select(slice(start, start + chunk))
-        hist: list | None = [] if history is not None else None
-        outputs.append(
-            _train_chunk(base_losses, use_clop, part, epochs, batch_size, lr, hidden, noise_var, dev, dtype, progress,
-                         hist)
-        )
-        histories.append(hist)
-    out = torch.cat(outputs)
+    workers = native_build.default_threads() if workers is None else check_size("workers", workers, 1)
+    train = _chunk_trainer(loss, use_clop, engine, loss_mode, dtype, dev, hidden=hidden, noise_var=noise_var,
+                           epochs=epochs, batch_size=batch_size, lr=lr, progress=progress)
+    want_history = history is not None
+    starts = list(range(0, len(data.seeds), chunk))
+    parts = [data.select(slice(start, start + chunk)) for start in starts]
+    if workers > 1 and len(parts) > 1 and dev.type == "cpu":
+        with ThreadPoolExecutor(max_workers=min(workers, len(parts))) as pool:
+            results = list(pool.map(lambda part: train(part, want_history), parts))
+    else:
+        results = [train(part, want_history) for part in parts]
+    out = torch.cat([z for z, _ in results])
     if history is not None:
-        history.extend(torch.cat([h[e] for h in histories]) for e in range(epochs))
-    bad = ~torch.isfinite(out).all(dim=2).all(dim=1)
-    if bool(bad.any()):
-        seeds = [s for s, b in zip(data.seeds, bad.tolist()) if b]
-        raise FloatingPointError(
-            f"{DISPLAY[loss]}{' + CLOP' if use_clop else ''} diverged (non-finite outputs) at lr={lr:g} for "
-            f"{len(seeds)} of {len(data.seeds)} runs (seeds {seeds[:5]}{' ...' if len(seeds) > 5 else ''}); "
-            "use a smaller learning rate"
-        )
+        history.extend(torch.cat([h[e] for _, h in results]) for e in range(epochs))
+    _check_finite(out, data.seeds, f"{DISPLAY[loss]}{' + CLOP' if use_clop else ''}", lr)
     return out
 
 
-def _train_chunk(base_losses, use_clop, data, epochs, batch_size, lr, hidden, noise_var, dev, dtype, progress,
-                 history):
-    """Train the S stacked runs of ``data`` together through all epochs; returns f(x) (S, N, D) on the CPU."""
+def _chunk_trainer(loss, use_clop, engine, loss_mode, dtype, dev, **settings):
+    """(chunk data, want history) -> (f(x) on the CPU, the chunk's history or None), for a resolved engine."""
+    base_losses = autograd.batched_base(loss, autograd.resolve_loss_mode(loss, loss_mode)) if engine == "autograd" else None
+    lib = ffn_native.loaded(dtype) if engine == "native" else None
+    epochs, batch_size, lr, progress = (settings[k] for k in ("epochs", "batch_size", "lr", "progress"))
+
+    def train(part: SyntheticData, want_history: bool):
+        hist: list | None = [] if want_history else None
+        x, labels, protos, params, draw = chunk_setup(part, settings["hidden"], settings["noise_var"], dev, dtype)
+        if engine == "autograd":
+            z = autograd.train_chunk(base_losses, use_clop, x, labels, protos, params, draw, epochs, batch_size, lr,
+                                     progress, hist)
+        else:
+            z = fused.train_chunk(loss, use_clop, x, labels, protos, params, draw, epochs=epochs,
+                                  batch_size=batch_size, lr=lr, progress=progress, history=hist, kernel=lib)
+        return z.cpu(), hist
+
+    return train
+
+
+def _check_finite(out: torch.Tensor, seeds: tuple[int, ...], label: str, lr: float) -> None:
+    """FloatingPointError naming the seeds whose outputs (S, N, D) are not all finite."""
+    bad = ~torch.isfinite(out).all(dim=2).all(dim=1)
+    if bool(bad.any()):
+        failed = [s for s, b in zip(seeds, bad.tolist()) if b]
+        raise FloatingPointError(
+            f"{label} diverged (non-finite outputs) at lr={lr:g} for {len(failed)} of {len(seeds)} runs "
+            f"(seeds {failed[:5]}{' ...' if len(failed) > 5 else ''}); use a smaller learning rate"
+        )
+
+
+def _views_draw(x: torch.Tensor, gens: list[torch.Generator], noise_var: float):
+    """The epoch draw of a chunk: () -> (v1, v2, order), the views of every point and the point order.
+
+    Per seed and epoch: fresh views of all points (:func:`_augment`), then a random order that the training
+    cuts into consecutive batches (the last one may be smaller). Every point is augmented once per epoch,
+    independently per view. Both engines draw the same numbers in the same order.
+    """
+    n = x.shape[1]
+
+    def draw():
+        v1, v2 = _augment(x, gens, noise_var)
+        order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(x.device)
+        return v1, v2, order
+
+    return draw
+
+
+def chunk_setup(data: SyntheticData, hidden: int, noise_var: float, dev: torch.device, dtype: torch.dtype):
+    """The tensors a chunk trains from: (x, labels, prototypes, initial params, epoch draw)."""
     seeds = data.seeds
     x = data.x.to(device=dev, dtype=dtype)
     labels = data.train_labels.to(dev)
@@ -288,39 +319,9 @@ def _train_chunk(base_losses, use_clop, data, epochs, batch_size, lr, hidden, no
     protos = torch.stack(
         [clop_prototypes.orthonormal(k, dim, seed=s, dtype=torch.float32, device="cpu") for s in seeds]
     ).to(device=dev, dtype=dtype)
-    params = [p.to(device=dev, dtype=dtype).requires_grad_(True) for p in init_params(seeds, hidden=hidden, dim=dim)]
-    opt = torch.optim.Adam(params, lr=lr)
-    gens = [generator(child_seeds(s)[2]) for s in seeds]
-    n = x.shape[1]
-    rows = torch.arange(len(seeds), device=dev)[:, None]
-    for _ in range(epochs):
-        epoch_loss = torch.zeros(len(seeds))
-        n_batches = 0
-        # Per seed and epoch: fresh views of all points, then a random order cut into consecutive batches
-        # (the last one may be smaller). Every point is augmented once per epoch, independently per view.
-        v1_all, v2_all = _augment(x, gens, noise_var)
-        order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
-        for start in range(0, n, batch_size):
-            idx = order[:, start : start + batch_size]
-            v1, v2 = v1_all[rows, idx], v2_all[rows, idx]
-            z1, z2 = ffn(params, torch.cat([v1, v2], dim=1)).split(idx.shape[1], dim=1)  # both views, one pass
-            # Seeds share no weights, so the gradient of the sum is each run's own gradient.
-            per_seed = base_losses(z1, z2)
-            total = per_seed.sum()
-            if use_clop:
-                total = total + clop_term_all_seeds(z1, z2, labels[rows, idx], protos)
-            if history is not None:
-                epoch_loss += per_seed.detach().cpu()
-                n_batches += 1
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-        if history is not None:
-            history.append(epoch_loss / max(n_batches, 1))
-        if progress is not None:
-            progress.update(len(seeds))
-    with torch.no_grad():
-        return ffn(params, x).cpu()
+    params = [p.to(device=dev, dtype=dtype) for p in init_params(seeds, hidden=hidden, dim=dim)]
+    draw = _views_draw(x, [generator(child_seeds(s)[2]) for s in seeds], noise_var)
+    return x, labels, protos, params, draw
 
 
 def embedding(loss: str, z: torch.Tensor) -> torch.Tensor:
@@ -361,10 +362,13 @@ def run_experiment(
     loss_mode: str = "auto",
     chunk: int | None = None,
     show_progress: bool = True,
+    engine: str = "auto",
+    workers: int | None = None,
 ):
     """Train every (loss, clop) configuration on every seed.
 
     data_options: keyword arguments of :func:`make_data` (directions, min_angle_deg, magnitudes, ...).
+    engine, workers, chunk, loss_mode: as in :func:`train_runs`.
     show_progress: a progress bar on a terminal; one line per configuration on stderr otherwise (a log file).
     Returns (results, embeddings, data): results is a pandas DataFrame with one row per run and columns
     loss, clop, seed, knn_accuracy, stable_rank, entropy_rank; embeddings maps (loss, clop) to the
@@ -381,7 +385,7 @@ def run_experiment(
             raise ValueError(f"losses must be a subset of {list(LOSSES)}; got {name!r}")
     data = stack_data([make_data(s, **(data_options or {})) for s in seeds])
     training = dict(epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, device=device, loss_mode=loss_mode,
-                    chunk=chunk)
+                    chunk=chunk, engine=engine, workers=workers)
     rows, embs = [], {}
     configs = [(name, c) for name in losses for c in clop_settings]
     on_terminal = show_progress and interactive()

@@ -15,27 +15,25 @@ whatever vector width the compiler targets (:data:`LANES` logical lanes, lane ``
 tree; compiled with ``-ffp-contract=off``, no fused multiply-adds), so the kernel gives the same bits on
 every machine it compiles on.
 
-Build. The kernel is compiled on first use with the system C compiler (``$CC``, else ``cc``, ``gcc`` or
-``clang``; :data:`BASE_FLAGS` with ``-march=native``, retried without it), and the shared library is cached
-under ``$CLOP_LCLASS_CACHE`` (default ``$XDG_CACHE_HOME/clop-verify``, else ``~/.cache/clop-verify``, else a
-temporary folder), keyed by a hash of the source, the flags, the compiler's version and the CPU
-(``/proc/cpuinfo``), so a library built for one CPU is never loaded on another. Where no compiler works,
-or with ``CLOP_LCLASS_NATIVE=0``, the engine uses its torch code on the CPU instead (:func:`status` says
-which and why). The kernel uses ``torch.get_num_threads()`` threads, one group of runs per thread
-(ctypes releases the GIL during the call); the scripts set that count with ``--threads`` (default 1).
+Build. The kernel is compiled on first use with the system C compiler (:data:`BASE_FLAGS` with
+``-march=native``, retried without it) and cached by :mod:`simulations.native_build`, which names the
+library by a hash of the source, the flags, the compiler and the CPU, and loads a cached file only when it
+matches the SHA-256 recorded beside it and nobody but the user can write it (otherwise it is rebuilt, with a
+note on stderr). Where no compiler works, or with ``CLOP_LCLASS_NATIVE=0``, the engine uses its torch code
+on the CPU instead (:func:`status` says which and why).
+
+Threads. The runs are independent and the kernel takes one at a time, so they are split into groups, one
+kernel call per group, on ``threads`` threads (ctypes releases the GIL during the call); the default is every
+core this process may use, or ``$CLOP_NATIVE_THREADS`` (:func:`simulations.native_build.default_threads`),
+whatever torch's thread count. Each run's arithmetic is the same in every group, so any number of threads
+gives the same bits.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import math
 import os
-import platform
-import shlex
-import shutil
-import subprocess
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -45,16 +43,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from simulations import native_build
+
 __all__ = [
-    "ENV_SWITCH", "ENV_CACHE", "LANES", "ROW_BLOCK", "DRIFT_R", "ABI", "BASE_FLAGS", "ARCH_FLAGS",
-    "kernel_source", "find_compiler", "compile_kernel", "open_kernel", "available", "status", "decide",
+    "ENV_SWITCH", "LANES", "ROW_BLOCK", "DRIFT_R", "ABI", "BASE_FLAGS", "ARCH_FLAGS",
+    "kernel_source", "compile_kernel", "open_kernel", "available", "status", "decide",
 ]
 
 ENV_SWITCH = "CLOP_LCLASS_NATIVE"
 """Environment variable: ``0`` (or ``off``, ``false``, ``no``) keeps the engine on its torch code."""
-
-ENV_CACHE = "CLOP_LCLASS_CACHE"
-"""Environment variable: folder for the compiled kernel (default ``$XDG_CACHE_HOME/clop-verify``)."""
 
 LANES = 8
 """Logical lanes of every sum (fixed: the order of additions does not depend on the vector width); the
@@ -92,101 +89,12 @@ def _disabled() -> bool:
     return os.environ.get(ENV_SWITCH, "").strip().lower() in ("0", "off", "false", "no")
 
 
-def find_compiler() -> list[str] | None:
-    """The C compiler command: ``$CC`` (split like a shell would) if set and found, else ``cc``, ``gcc`` or
-    ``clang``; None when there is none."""
-    cc = os.environ.get("CC", "").strip()
-    if cc:
-        parts = shlex.split(cc)
-        return parts if shutil.which(parts[0]) else None
-    for name in ("cc", "gcc", "clang"):
-        path = shutil.which(name)
-        if path:
-            return [path]
-    return None
-
-
-def _cpu_fingerprint() -> str:
-    """The lines of /proc/cpuinfo that name the CPU and its instruction sets (one CPU's worth)."""
-    keep = ("model name", "flags", "features", "cpu implementer", "cpu part", "isa", "vendor_id")
-    lines: list[str] = []
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if not line.strip():
-                    if lines:
-                        break
-                    continue
-                if line.split(":")[0].strip().lower() in keep:
-                    lines.append(line.strip())
-    except OSError:
-        pass
-    return "\n".join(lines) or f"{platform.machine()} {platform.processor()}"
-
-
-def _cache_dir() -> Path:
-    env = os.environ.get(ENV_CACHE)
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "clop-verify"
-
-
-def _writable_dir(path: Path) -> Path | None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe-", delete=True)
-        probe.close()
-        return path
-    except OSError:
-        return None
-
-
-def _build(cc: list[str], flags: list[str], source: str, lib: Path, key: str) -> str | None:
-    """Compile ``source`` with ``flags`` into ``lib`` (atomically); None on success, else the error."""
-    fd, src = tempfile.mkstemp(dir=lib.parent, prefix=f".lclass_{key}_", suffix=".c")
-    tmp_lib = src[:-2] + ".so"
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(source)
-        proc = subprocess.run([*cc, *flags, "-o", tmp_lib, src, "-lm"], capture_output=True, text=True,
-                              timeout=300)
-        if proc.returncode == 0:
-            os.replace(tmp_lib, lib)  # atomic: a concurrent build of the same key writes the same bytes
-            return None
-        return f"{' '.join(flags)}: {(proc.stderr or proc.stdout).strip()[-300:]}"
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"{' '.join(flags)}: {exc}"
-    finally:
-        for path in (src, tmp_lib):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-
-
 def compile_kernel(cc: list[str], out_dir: Path,
                    arch_flags: Sequence[Sequence[str]] = ARCH_FLAGS) -> tuple[Path | None, str]:
-    """Compile the kernel into ``out_dir`` (cached by key), trying each of ``arch_flags`` in turn; returns
-    (library path or None, message). Extra defines (``("-DDRIFT_R=0",)``) build variants for the tests."""
-    try:
-        version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        return None, f"{cc[0]} --version failed: {exc}"
-    source = kernel_source()
-    errors = []
-    for arch in arch_flags:
-        flags = [*BASE_FLAGS, *arch]
-        key = hashlib.sha256("\0".join([source, " ".join(cc), " ".join(flags), version, _cpu_fingerprint()])
-                             .encode()).hexdigest()[:20]
-        lib = out_dir / f"lclass_kernel_{key}.so"
-        if lib.is_file():
-            return lib, f"cached {lib}"
-        error = _build(cc, flags, source, lib, key)
-        if error is None:
-            return lib, f"compiled {lib}"
-        errors.append(error)
-    return None, "compilation failed: " + " | ".join(errors)
+    """Compile the kernel into ``out_dir`` (cached by key, checked before reuse), trying each of ``arch_flags``
+    in turn; returns (library path or None, message). Extra defines (``("-DDRIFT_R=0",)``) build variants for
+    the tests."""
+    return native_build.compile_cached("lclass_kernel", kernel_source(), cc, out_dir, BASE_FLAGS, arch_flags)
 
 
 def _load() -> ctypes.CDLL | None:
@@ -196,12 +104,11 @@ def _load() -> ctypes.CDLL | None:
         if _tried:
             return _lib
         _tried = True
-        cc = find_compiler()
+        cc = native_build.find_compiler()
         if cc is None:
             _error = "no C compiler found ($CC, cc, gcc, clang)"
             return None
-        out_dir = _writable_dir(_cache_dir()) or Path(tempfile.mkdtemp(prefix="clop-lclass-"))
-        path, msg = compile_kernel(cc, out_dir)
+        path, msg = compile_kernel(cc, native_build.default_out_dir())
         if path is None:
             _error = msg
             return None
@@ -209,6 +116,7 @@ def _load() -> ctypes.CDLL | None:
             lib = open_kernel(path)
         except (OSError, AttributeError) as exc:
             _error = f"loading {path} failed: {exc}"
+            native_build.note(f"{_error}; the L_class engine uses its torch code")
             return None
         _lib = lib
         _error = None
@@ -216,8 +124,9 @@ def _load() -> ctypes.CDLL | None:
 
 
 def open_kernel(path: Path) -> ctypes.CDLL:
-    """Load a compiled kernel and declare its entry point; OSError when its ABI is not :data:`ABI`."""
-    lib = ctypes.CDLL(str(path))
+    """Load a compiled kernel (after the checks of :func:`simulations.native_build.check_library`) and declare
+    its entry point; OSError when a check fails or its ABI is not :data:`ABI`."""
+    lib = native_build.load_library(path)
     if lib.lclass_abi() != ABI:
         raise OSError(f"ABI {lib.lclass_abi()} != {ABI}")
     p = ctypes.c_void_p
@@ -329,7 +238,8 @@ def decide(
 
     inits[i]: (k_i, d_i) float64 CPU tensor of unit rows. The runs are split into groups of at most
     ``group_bytes`` of padded state (and into at least ``threads`` groups), one kernel call per group, run
-    on ``threads`` threads (default ``torch.get_num_threads()``). With ``final_states`` the final states
+    on ``threads`` threads (default :func:`simulations.native_build.default_threads`; the bits do not depend on
+    it). With ``final_states`` the final states
     are returned too, a list of (k_i, d_i) arrays of the unnormalised rows ``z`` (for the tests). ``lib``:
     a kernel loaded with :func:`open_kernel` (the tests build variants), default the cached one. Raises
     RuntimeError when the kernel is unavailable (check :func:`available` first).
@@ -342,10 +252,11 @@ def decide(
     if n == 0:
         cs, ds = np.full(0, -1, dtype=np.int64), np.full(0, steps, dtype=np.int64)
         return (cs, ds, 0, []) if final_states else (cs, ds, 0)
-    threads = torch.get_num_threads() if threads is None else max(1, int(threads))
+    threads = native_build.default_threads() if threads is None else max(1, int(threads))
     mats = [a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a, dtype=np.float64)
             for a in inits]
-    groups = _groups([_pad(a.shape[0], ROW_BLOCK) * _pad(a.shape[1], LANES) for a in mats], group_bytes, threads)
+    groups = _groups([_pad(a.shape[0], ROW_BLOCK) * _pad(a.shape[1], LANES) for a in mats], group_bytes,
+                     4 * threads if threads > 1 else 1)  # several groups per thread balance unequal runs
     ks_a = np.asarray(ks, dtype=np.int64)
     e_a = np.asarray(etas, dtype=np.float64)
     args = (steps, (1.0 - tol) ** 2, early_exit, check_every, renorm_every, stable_mean, math.log(stable_reach),

@@ -46,6 +46,17 @@ OLD_DEFAULTS = {
     "bench_lclass": dict(ks=list(range(3, 101)), m=100, etas=[1.0, 2.0, 2.1, 2.5], trials=5, steps=200, seed=0,
                          device=None, threads=1, skip_reduced_loop=False, skip_torch_engine=False, repeat=1),
 }
+# Flags added since, after the old ones, with their defaults.
+NEW_OPTIONS = {
+    "synthetic_ffn": ["--engine", "--workers"],
+    "bench_ffn": ["--engine", "--workers", "--rounds", "--regime-seeds", "--regime-epochs"],
+    "bench_lclass": ["--kernel-threads"],
+}
+NEW_DEFAULTS = {
+    "synthetic_ffn": dict(engine="auto", workers=None),
+    "bench_ffn": dict(engine="auto", workers=None, rounds=3, regime_seeds=64, regime_epochs=5),
+    "bench_lclass": dict(kernel_threads=None),
+}
 SCRIPTS = {"lr_bound": "simulations/lr_bound.py", "dimensional_collapse": "simulations/dimensional_collapse.py",
            "synthetic_ffn": "simulations/synthetic_ffn.py", "table5_seeds": "simulations/table5_seeds.py",
            "bench_ffn": "benchmarks/bench_ffn.py", "bench_lclass": "benchmarks/bench_lclass.py"}
@@ -79,22 +90,22 @@ def _help(*how: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_every_old_flag_is_still_there_with_its_default(name):
     parser = _module(name).build_parser()
-    assert option_strings(parser.format_help()) == OLD_OPTIONS[name]
-    assert vars(parser.parse_args([])) == OLD_DEFAULTS[name]
+    assert option_strings(parser.format_help()) == OLD_OPTIONS[name] + NEW_OPTIONS.get(name, [])
+    assert vars(parser.parse_args([])) == {**OLD_DEFAULTS[name], **NEW_DEFAULTS.get(name, {})}
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_scripts_run_as_files(name):
     out = _help(SCRIPTS[name])
     assert out.returncode == 0, out.stderr
-    assert "usage" in out.stdout and option_strings(out.stdout) == OLD_OPTIONS[name]
+    assert "usage" in out.stdout and option_strings(out.stdout) == OLD_OPTIONS[name] + NEW_OPTIONS.get(name, [])
 
 
 @pytest.mark.parametrize("name", ["lr_bound", "dimensional_collapse", "synthetic_ffn", "table5_seeds"])
 def test_scripts_run_as_modules(name):
     out = _help("-m", f"simulations.{name}")
     assert out.returncode == 0, out.stderr
-    assert option_strings(out.stdout) == OLD_OPTIONS[name]
+    assert option_strings(out.stdout) == OLD_OPTIONS[name] + NEW_OPTIONS.get(name, [])
 
 
 def test_benchmark_refuses_bad_settings_without_printing_a_speed_up(monkeypatch, capsys):
@@ -120,9 +131,12 @@ def test_gpu_check_script_dry_run_and_failure_bookkeeping(tmp_path):
                         ("train_step", "bench_train_step.py --device cuda"),
                         ("loader", "bench_loader.py --device cuda --dataset synthetic"),
                         ("pretrain", "training.pretrain --smoke --image-size 32 --epochs 2 --device cuda"),
-                        ("lr_bound", "simulations/lr_bound.py --device cuda"), ("ffn", "bench_ffn.py --device cuda")]:
+                        ("lr_bound", "simulations/lr_bound.py --device cuda"), ("ffn", "bench_ffn.py --device cuda"),
+                        ("table5", "synthetic_ffn.py --device cuda")]:
         line = next(ln for ln in out.stdout.splitlines() if ln.startswith(f"[{step}]"))
         assert piece in line, line
+    t5_line = next(ln for ln in out.stdout.splitlines() if ln.startswith("[table5]"))
+    assert 'engine=\"fused\"' in t5_line and 'engine=\"autograd\"' in t5_line, "the fused path is checked on the GPU"
     lr_line = next(ln for ln in out.stdout.splitlines() if ln.startswith("[lr_bound]"))
     assert "lr_bound.py --device cpu" in lr_line and "max_lr" in lr_line, "on CUDA Figure 3 is compared with the CPU's"
     assert not (tmp_path / "s.txt").exists()  # a dry run runs nothing and writes nothing

@@ -16,6 +16,7 @@ import torch
 from clop import stats as ps
 from clop.util.device import torch_threads
 from simulations import synthetic_ffn as sf
+from simulations.ffn import autograd as fa
 from simulations.ffn import data as fd
 from simulations.ffn import plot as fp
 from simulations.ffn import report as tr
@@ -70,6 +71,9 @@ _TINY = ["--seeds", "2", "--epochs", "2", "--no-progress", "--losses", "dcl"]
         (["--device", "nonsense"], "--device"),
         (["--hidden", "100000000"], "needs about"),  # the memory estimate refuses before allocating
         (["--seeds", "1000000000"], "needs about"),
+        (["--workers", "0"], "--workers"),
+        (["--engine", "fast"], "--engine"),
+        (["--engine", "native", "--device", "meta"], "--device"),
     ],
 )
 def test_cli_rejects_bad_arguments_before_any_compute(flags, needle, tmp_path, capsys, monkeypatch):
@@ -91,9 +95,18 @@ def test_cli_refuses_an_output_path_that_is_a_file_before_training(tmp_path, cap
 
 
 def test_diverged_training_is_a_clear_error_not_a_scikit_learn_traceback(tmp_path, capsys, monkeypatch):
-    real = ft.base_loss_fn
-    monkeypatch.setattr(ft, "base_loss_fn", lambda name: (lambda z1, z2: real(name)(z1, z2) * float("nan")))
-    assert sf.main([*_TINY, "--out", str(tmp_path), "--loss-mode", "loop"]) == 2
+    real = fa.base_loss_fn
+    monkeypatch.setattr(fa, "base_loss_fn", lambda name: (lambda z1, z2: real(name)(z1, z2) * float("nan")))
+    assert sf.main([*_TINY, "--out", str(tmp_path), "--loss-mode", "loop", "--engine", "autograd"]) == 2
+    err = capsys.readouterr().err
+    assert "diverged" in err and "--lr" in err
+    assert not list(tmp_path.iterdir()), "nothing is written for a failed run"
+
+
+@pytest.mark.parametrize("engine", ["fused", "auto"])
+def test_diverged_fused_training_is_a_clear_error(engine, tmp_path, capsys):
+    """The fused engines (torch operations, native kernel) at a learning rate whose activations overflow float32."""
+    assert sf.main([*_TINY, "--out", str(tmp_path), "--engine", engine, "--lr", "1e30"]) == 2
     err = capsys.readouterr().err
     assert "diverged" in err and "--lr" in err
     assert not list(tmp_path.iterdir()), "nothing is written for a failed run"

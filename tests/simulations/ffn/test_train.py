@@ -11,7 +11,9 @@ import torch
 
 from clop import losses as clop_losses
 from clop import prototypes as clop_prototypes
+from simulations.ffn import autograd as fa
 from simulations.ffn import data as fd
+from simulations.ffn import native as ffn_native
 from simulations.ffn import train as ft
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -31,7 +33,7 @@ def test_batched_ffn_equals_torch_sequential():
     """The stacked bmm network equals nn.Sequential(Linear, ReLU, Linear, ReLU, Linear) per seed."""
     params = ft.init_params((0, 1), hidden=8)
     x = torch.randn(2, 11, 3, generator=torch.Generator().manual_seed(0))
-    out = ft.ffn(params, x)
+    out = fa.ffn(params, x)
     for s in range(2):
         net = torch.nn.Sequential(
             torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)
@@ -52,7 +54,7 @@ def test_clop_term_all_seeds_equals_clop_objective_per_seed():
     z1, z2 = torch.randn(s_, b, 3, generator=g), torch.randn(s_, b, 3, generator=g)
     labels = torch.randint(-1, k, (s_, b), generator=g)
     protos = torch.stack([torch.linalg.qr(torch.randn(3, 3, generator=g))[0].T for _ in range(s_)])
-    got = ft.clop_term_all_seeds(z1, z2, labels, protos)
+    got = fa.clop_term_all_seeds(z1, z2, labels, protos)
     want = 0.0
     for i in range(s_):
         obj = clop_losses.CLOPObjective(
@@ -70,28 +72,39 @@ def test_clop_term_all_seeds_equals_clop_objective_per_seed():
     assert abs(float(got) - loop) < 1e-4
 
 
-def test_batched_training_equals_separate_runs_and_vmap_equals_loop():
-    """Training seeds together gives each seed's own result (no cross-talk); vmap and loop agree. Equal in
-    exact arithmetic, so compared in float64, where rounding cannot decide it (float32 training amplifies
-    last-bit differences of another summation order)."""
+@pytest.mark.parametrize("engine", ["autograd", "fused", "native"])
+def test_batched_training_equals_separate_runs(engine):
+    """Training seeds together gives each seed's own result (no cross-talk), in every engine. Equal in exact
+    arithmetic, so compared in float64, where rounding cannot decide it (float32 training amplifies last-bit
+    differences of another summation order)."""
+    if engine == "native" and not ffn_native.available():
+        pytest.skip(ffn_native.status())
     seeds, f64 = [3, 4, 5], torch.float64
     data = fd.stack_data([fd.make_data(s) for s in seeds])
-    together = ft.train_runs("dcl", True, data, epochs=3, chunk=3, dtype=f64, device="cpu")
+    kw = dict(epochs=3, dtype=f64, device="cpu", engine=engine)
+    together = ft.train_runs("dcl", True, data, chunk=3, **kw)
     assert together.dtype == f64
     for i, s in enumerate(seeds):
-        alone = ft.train_runs("dcl", True, fd.stack_data([fd.make_data(s)]), epochs=3, dtype=f64, device="cpu")
+        alone = ft.train_runs("dcl", True, fd.stack_data([fd.make_data(s)]), **kw)
         torch.testing.assert_close(together[i], alone[0], rtol=0, atol=1e-10)
-    chunked = ft.train_runs("dcl", True, data, epochs=3, chunk=2, dtype=f64, device="cpu")
+    chunked = ft.train_runs("dcl", True, data, chunk=2, **kw)
     torch.testing.assert_close(chunked, together, rtol=0, atol=1e-10)
-    vm = ft.train_runs("barlowtwins", True, data, epochs=3, loss_mode="vmap", dtype=f64, device="cpu")
-    lp = ft.train_runs("barlowtwins", True, data, epochs=3, loss_mode="loop", dtype=f64, device="cpu")
-    torch.testing.assert_close(vm, lp, rtol=0, atol=1e-10)
     # and the check can fail: another seed's network is far away
     assert float((together[0] - together[1]).abs().max()) > 1e-2
 
 
-def test_run_is_deterministic_for_a_seed():
-    kwargs = dict(losses=("infonce", "vicreg"), epochs=3, show_progress=False, device="cpu")  # bit-exact: CPU
+def test_autograd_engine_vmap_equals_loop():
+    data = fd.stack_data([fd.make_data(s) for s in (3, 4, 5)])
+    kw = dict(epochs=3, dtype=torch.float64, device="cpu", engine="autograd")
+    vm = ft.train_runs("barlowtwins", True, data, loss_mode="vmap", **kw)
+    lp = ft.train_runs("barlowtwins", True, data, loss_mode="loop", **kw)
+    torch.testing.assert_close(vm, lp, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("engine", ["auto", "autograd"])
+def test_run_is_deterministic_for_a_seed(engine):
+    kwargs = dict(losses=("infonce", "vicreg"), epochs=3, show_progress=False, device="cpu",  # bit-exact: CPU
+                  engine=engine)
     r1, e1, _ = ft.run_experiment([0, 1], **kwargs)
     r2, e2, _ = ft.run_experiment([0, 1], **kwargs)
     pd.testing.assert_frame_equal(r1, r2, check_exact=True)

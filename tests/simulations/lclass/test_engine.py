@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from simulations import native_build
 from simulations.lclass import native
 from simulations.lclass.engine import (
     CHECK_EVERY,
@@ -158,7 +159,7 @@ def test_engine_falls_back_to_torch_without_a_compiler(monkeypatch, tmp_path):
     """A fresh process whose $CC does not exist uses the torch engine and gives its answers; the environment
     switch does the same in this process."""
     expected = sweep([3, 6], 10, [1.0, 3.0], trials=2, steps=120, device="cpu", engine="torch")
-    env = {**os.environ, "CC": "/nonexistent/cc", native.ENV_CACHE: str(tmp_path),
+    env = {**os.environ, "CC": "/nonexistent/cc", native_build.ENV_CACHE: str(tmp_path),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", _NO_COMPILER], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=120)
