@@ -242,11 +242,14 @@ def pretrain(cfg: PretrainConfig, *, progress: bool = True, step: Step = forward
 
 def _open(cfg: PretrainConfig, run: Path, ctx: Context
           ) -> tuple[FolderLock | None, tuple[str, dict | None, str | None]]:
-    """Lock --out (rank 0; created if missing, stale temporaries removed) and read it on every process:
-    (the lock, :func:`training.engine.resume.run_state`). The lock is released again if the reading fails."""
+    """Lock --out (rank 0; created if missing) and read it on every process: (the lock,
+    :func:`training.engine.resume.run_state`); once it is known to hold a run of ours (or none), the temporaries
+    that a killed run left there are removed. The lock is released again if the reading fails."""
     lock = collective(ctx, lambda: _own(run), main_only=True)  # rank 0 alone owns --out
     try:
-        return lock, collective(ctx, lambda: run_state(cfg))
+        state = collective(ctx, lambda: run_state(cfg))
+        collective(ctx, lambda: remove_stale_files(run), main_only=True)
+        return lock, state
     except BaseException:
         if lock is not None:
             lock.release()
@@ -254,12 +257,9 @@ def _open(cfg: PretrainConfig, run: Path, ctx: Context
 
 
 def _own(run: Path) -> FolderLock:
-    """Check that --out is a writable folder (created if missing), lock it for this process and remove the
-    temporaries that a killed run left there."""
+    """Check that --out is a writable folder (created if missing) and lock it for this process."""
     check_output_dir(run, "--out")
-    lock = FolderLock.acquire(run, "training.pretrain", "--out")
-    remove_stale_files(run)
-    return lock
+    return FolderLock.acquire(run, "training.pretrain", "--out")
 
 
 def _finished(cfg: PretrainConfig, run: Path, ctx: Context, handlers: list[logging.Handler]) -> Path:
