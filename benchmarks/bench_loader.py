@@ -35,7 +35,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from clop.util.cli import check_int, parse_device
+from clop.util.cli import check_int, parse_device, run_main
+from clop.util.io import check_path_text
 from training.data.augment import default_policy, pretrain_transform
 from training.data.catalog import DATASET_INFO
 from training.data.cifar import write_synthetic_cifar
@@ -99,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         check_int(p, flag, value, minimum)
     if args.image_size is not None:
         check_int(p, "--image-size", args.image_size, 1)
+    if args.data_root is not None:
+        try:
+            check_path_text(args.data_root, "--data-root")
+        except ValueError as exc:
+            p.error(str(exc))
     device = parse_device(p, args.device)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,4 +147,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -10,6 +10,11 @@ objective on the batch), backward, and a LARS step. Timed in one process, on ran
 Configurations alternate in rounds (A B A B ...) so that drift in the machine's speed hits both; each
 configuration's time per step is the median over rounds. Prints images/s (one image = two views) and the
 ratios. Run: ``python benchmarks/bench_train_step.py [--device cpu] [--image-size 16] [--batch 16]``.
+
+Before anything is allocated, the memory of the configurations held together (each network's weights,
+gradients and momentum, each one's two view batches, and one step's activations:
+:func:`training.engine.memory.step_bytes`) is compared with the memory available; a size that cannot fit is
+refused with one line (exit 2), as is any bad flag value.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ import time
 
 import torch
 
-from clop.util.device import default_device
+from clop.util.cli import check_int, parse_device, run_main
+from clop.util.memory import check_fits
 from clop.util.progress import progress_bar
 from training.config import PretrainConfig
 from training.engine import distributed
 from training.engine.build import build_objective
+from training.engine.memory import step_bytes
 from training.engine.model import ContrastiveModel
 from training.engine.steps import forward_loss
 from training.optim import LARS, param_groups
@@ -100,9 +107,17 @@ def measure(configs: dict[str, dict], *, rounds: int, steps: int, warmup: int, a
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def memory_need(configs: dict[str, dict], arch: str, image_size: int, batch: int) -> int:
+    """Bytes the configurations need together (module docstring): every network's state and views, and the
+    largest step's activations."""
+    parts = [step_bytes(lambda: ContrastiveModel(arch, small_images=image_size <= 64), image_size, batch,
+                        autocast=kw["fast"]) for kw in configs.values()]
+    return sum(p.state + p.views for p in parts) + max(p.activations for p in parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default=None, help="cuda or cpu (default: CUDA when present)")
+    p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: CUDA when present)")
     p.add_argument("--arch", default="resnet50", choices=("resnet50", "resnet18"))
     p.add_argument("--image-size", type=int, default=None, help="default: 32 on CUDA (CIFAR), 16 on the CPU")
     p.add_argument("--batch", type=int, default=None, help="images per step (default: 512 on CUDA, 16 on the CPU)")
@@ -115,14 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    device = default_device(args.device)
+    checks = (("--image-size", args.image_size, 8), ("--batch", args.batch, 2), ("--steps", args.steps, 1),
+              ("--rounds", args.rounds, 1), ("--warmup", args.warmup, 0))
+    for flag, value, minimum in checks:
+        if value is not None:
+            check_int(p, flag, value, minimum)
+    device = parse_device(p, args.device)
     cuda = device.type == "cuda"
-    image_size = args.image_size or (32 if cuda else 16)
-    batch = args.batch or (512 if cuda else 16)
-    steps = args.steps or (20 if cuda else 3)
+    image_size = args.image_size if args.image_size is not None else (32 if cuda else 16)
+    batch = args.batch if args.batch is not None else (512 if cuda else 16)
+    steps = args.steps if args.steps is not None else (20 if cuda else 3)
     configs = {"infonce": {"clop": False, "fast": cuda}, "infonce+clop": {"clop": True, "fast": cuda}}
     if cuda:
         configs["infonce fp32"] = {"clop": False, "fast": False}
+    problem = check_fits(0, memory_need(configs, args.arch, image_size, batch), device,
+                         f"--arch {args.arch}, --image-size {image_size}, --batch {batch}", dtype="float32")
+    if problem is not None:
+        p.error(problem)
     print(f"{args.arch}, {image_size} px, batch {batch} (x2 views), device {device}, "
           f"{args.rounds} rounds x {steps} steps, threads {torch.get_num_threads()}")
     t = measure(configs, rounds=args.rounds, steps=steps, warmup=args.warmup, arch=args.arch,
@@ -139,4 +163,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

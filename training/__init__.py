@@ -15,7 +15,8 @@ Packages and modules:
 * :mod:`training.data`       datasets (catalog, cifar, digits, folders, datasets), the labeled subset and the two
                              views (views), augmentation (augment, augment_batched), ``--loader device`` (loader).
 * :mod:`training.engine`     the network (model), what a run is built of (build), one step (steps), several
-                             GPUs (distributed), the run folder (rundir, lock), resuming (resume), the loop (loop).
+                             GPUs (distributed), the run folder (rundir), resuming (resume), the memory a run
+                             needs (memory), the loop (loop).
 * :mod:`training.eval`       collapse metrics and the class geometry during training (evaluate, geometry), the
                              linear probe (probe, linear) and its results CSV (results).
 * :mod:`training.optim`      LARS and the warm-up + cosine schedule (used by the engine and the probe).

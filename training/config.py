@@ -47,6 +47,7 @@ from typing import Any
 from clop.losses import REDUCTIONS, SIMILARITIES
 from clop.util.checks import check_choice, check_nonnegative, check_positive, check_size
 from clop.util.cli import HelpFormatter, check_device
+from clop.util.io import check_path_text
 from training.data.augment import FLIPPING_POLICIES, POLICIES, default_policy
 from training.data.catalog import DATASET_INFO, DATASETS
 from training.data.loader import LOADERS, SAME_VIEWS, check_loader
@@ -56,7 +57,8 @@ from training.optim import OPTIMIZERS
 __all__ = [
     "LOSSES", "PROTOTYPES", "LOSSES_WITH_TEMPERATURE", "EPOCHS", "BATCH_SIZE", "SMOKE", "setting", "PretrainConfig",
     "ProbeConfig", "RESUMABLE_CHANGES", "ADDED_SETTINGS", "RUN_SETTINGS", "run_name", "changed_settings",
-    "default_workers", "pretrain_parser", "probe_parser", "parse_given", "parse_pretrain_args", "config_from_args",
+    "default_workers", "SettingsHelpFormatter", "pretrain_parser", "probe_parser", "parse_given", "parse_pretrain_args",
+    "config_from_args",
 ]
 
 LOSSES = ("infonce", "dcl", "supcon", "barlowtwins", "vicreg")
@@ -163,8 +165,8 @@ class PretrainConfig:
     checkpoint_every: int | None = setting(
         "also checkpoint every N steps (default: at epoch ends only)", None, resumable=True)
     sync_bn: bool = setting(
-        "with several GPUs, keep BatchNorm statistics per process instead of over the global batch (SimCLR's "
-        "global BN is the default; the CPU has no SyncBatchNorm)", True, flag="--no-sync-bn")
+        "with several GPUs, keep BatchNorm statistics per process instead of over the global batch (default: over "
+        "the global batch, as SimCLR; the CPU has no SyncBatchNorm)", True, flag="--no-sync-bn")
     geometry_images: int = setting(
         "held-out labeled images (the test split; a fixed class-stratified subset when it is larger) whose "
         "embeddings give the class geometry of metrics.csv's geom_ columns and geometry.csv; 0 turns both off",
@@ -176,6 +178,7 @@ class PretrainConfig:
     def resolved(self) -> PretrainConfig:
         """A validated copy with the dataset-dependent defaults filled in; bad values raise ValueError."""
         c = dataclasses.replace(self)
+        _check_paths(c)
         _check_choices(c)
         _fill_dataset_defaults(c)
         _check_optimisation(c)
@@ -195,6 +198,13 @@ class PretrainConfig:
     def lr(self) -> float:
         """The learning rate the optimiser uses: base_lr x batch_size / 256 (CLOP paper Sec. 5)."""
         return self.base_lr * self.batch_size / 256
+
+
+def _check_paths(c: PretrainConfig) -> None:
+    """An empty ``--out`` or ``--data-root`` (an unset shell variable) would silently mean the current folder."""
+    if c.out is not None:
+        check_path_text(c.out, "--out")
+    check_path_text(c.data_root, "--data-root")
 
 
 def _check_choices(c: PretrainConfig) -> None:
@@ -231,6 +241,9 @@ def _check_optimisation(c: PretrainConfig) -> None:
         check_positive(name, getattr(c, name))
     for name in ("weight_decay", "momentum", "warmup_epochs"):
         check_nonnegative(name, getattr(c, name))
+    if c.momentum >= 1:
+        raise ValueError(f"momentum must be a real number in [0, 1); got {c.momentum!r}")
+    c.seed = check_size("seed", c.seed, 0)
     if c.warmup_epochs > c.epochs:
         raise ValueError(f"warmup_epochs={c.warmup_epochs} exceeds epochs={c.epochs}; pass a smaller --warmup-epochs")
     if c.temperature is not None:
@@ -248,6 +261,11 @@ def _check_head_and_logging(c: PretrainConfig) -> None:
         raise ValueError(
             f"projection_dim={c.projection_dim} is smaller than the {k} classes of {c.dataset}: "
             f"{k} orthonormal prototypes need projection_dim >= {k}"
+        )
+    if c.clop_lambda > 0 and c.prototypes == "etf" and c.projection_dim < k - 1:
+        raise ValueError(
+            f"projection_dim={c.projection_dim} is too small for the {k} classes of {c.dataset}: a simplex ETF of "
+            f"{k} prototypes spans {k - 1} dimensions, so --prototypes etf needs projection_dim >= {k - 1}"
         )
     c.hidden_dim = check_size("hidden_dim", c.hidden_dim)
     c.eval_batch = check_size("eval_batch", c.eval_batch, 2)
@@ -328,7 +346,12 @@ class ProbeConfig:
     def resolved(self) -> ProbeConfig:
         """A validated copy with the defaults filled in; bad values raise ValueError naming the setting."""
         c = dataclasses.replace(self)
+        check_path_text(c.run, "--run")
+        for flag, value in (("--results", c.results), ("--data-root", c.data_root)):
+            if value is not None:
+                check_path_text(value, flag)
         check_size("epochs", c.epochs)
+        check_size("seed", c.seed, 0)
         check_positive("lr", c.lr)
         if not (c.weight_decay >= 0 and math.isfinite(c.weight_decay)):
             raise ValueError(f"weight_decay must be a finite real number >= 0; got {c.weight_decay!r}")
@@ -368,13 +391,23 @@ def _add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
         parser.add_argument(flag, **kw)
 
 
+class SettingsHelpFormatter(HelpFormatter):
+    """:class:`clop.util.cli.HelpFormatter` that shows no "(default: ...)" for a switch: its help says what it
+    changes (``--no-sync-bn``'s default is True, which would read as the switch being on)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.nargs == 0:  # store_true / store_false
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def pretrain_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m training.pretrain``: one option per :class:`PretrainConfig` field, then
     ``--smoke`` and ``--no-progress``."""
     p = argparse.ArgumentParser(
         prog="python -m training.pretrain",
         description="Pre-train ResNet-50 with a contrastive loss, with or without the CLOP term (CLOP paper Sec. 5).",
-        formatter_class=HelpFormatter,
+        formatter_class=SettingsHelpFormatter,
     )
     _add_settings(p, PretrainConfig)
     p.add_argument("--smoke", action="store_true",
@@ -389,7 +422,7 @@ def probe_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m training.linear_eval",
         description="Top-1/top-5 of a linear classifier on the frozen features of a pre-trained run (CLOP paper Sec. 5).",
-        formatter_class=HelpFormatter,
+        formatter_class=SettingsHelpFormatter,
     )
     _add_settings(p, ProbeConfig)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -4,7 +4,8 @@ of the results CSV.
 
 The flags and their defaults are the fields of :class:`training.config.ProbeConfig`; the probe is
 :func:`training.eval.linear.linear_eval`. Exit status: 0 done, 2 a refused setting, run or results file (one
-line on stderr), 1 when the result was printed but a file could not be written.
+line on stderr), 1 when the result was printed but a file could not be written, 130 after Ctrl-C (one line,
+no traceback: :func:`clop.util.cli.run_main`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from clop.util.cli import run_main
 from clop.util.lock import FolderLockedError
 from training.config import ProbeConfig, probe_parser
 from training.engine.rundir import PROBE_RESULT
@@ -36,4 +38,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -4,7 +4,8 @@ Tables 1-3 of the CLOP paper (arXiv 2403.18699, Sec. 5) from linear-probe result
 Input: results CSVs written by ``python -m training.linear_eval`` (columns
 :data:`training.sweeps.results.REQUIRED_COLUMNS` at least, top-1 / top-5 as fractions), concatenated; the
 outputs and the rows each uses: :mod:`training.sweeps.report`. Missing required columns are an error (exit 2)
-naming them.
+naming them, as are an empty path and an ``--out`` in use by another run; 1: an output could not be written (a
+full disk; the previous outputs are intact); 130: Ctrl-C (one line, :func:`clop.util.cli.run_main`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from clop.util.cli import run_main
+from clop.util.lock import FolderLockedError
 from training import paper_results as PR
 from training.sweeps.report import make_all
 from training.sweeps.results import AUG_NAMES
@@ -38,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         make_all(args.results, args.out, prefix=args.prefix, base_lr=args.base_lr, augmentation=args.augmentation)
-    except ValueError as exc:
+    except (ValueError, FolderLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

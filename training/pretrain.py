@@ -8,9 +8,10 @@ run folder: ResNet-50 in the SimCLR framework, with or without CLOP.
     python -m training.pretrain ... --resume       # continue a killed run exactly where it stopped
 
 The flags and their defaults are the fields of :class:`training.config.PretrainConfig`; the loop is
-:func:`training.engine.loop.pretrain`. Exit status: 0 done (the run folder is printed), 2 a refused setting or
-folder (one line on stderr), :data:`NONFINITE_EXIT` when the loss became NaN or infinite (the state before
-that step is in last_good.pt).
+:func:`training.engine.loop.pretrain`. Exit status: 0 done (the run folder is printed), 2 a refused setting,
+folder, dataset or checkpoint, or a run that cannot fit in memory (one line on stderr), :data:`NONFINITE_EXIT`
+when the loss became NaN or infinite (the state before that step is in last_good.pt), 1 when a file could not
+be written (a full disk, a file-size limit; the files in place are intact), 130 after Ctrl-C (:func:`cli`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from clop.util.cli import run_main
 from clop.util.lock import FolderLockedError
 from training.config import config_from_args
 from training.data.catalog import DatasetNotFoundError
@@ -27,6 +29,8 @@ from training.engine.steps import forward_loss
 
 NONFINITE_EXIT = 3
 """The exit status of :func:`main` when the loss became NaN or infinite."""
+INTERRUPTED = "interrupted; the last checkpoint is kept: --resume continues"
+"""What :func:`cli` prints after Ctrl-C."""
 
 
 def main(argv: Sequence[str] | None = None, *, step: Step = forward_loss) -> int:
@@ -44,5 +48,11 @@ def main(argv: Sequence[str] | None = None, *, step: Step = forward_loss) -> int
     return 0
 
 
+def cli(argv: Sequence[str] | None = None, *, step: Step = forward_loss) -> int:
+    """:func:`main` as the command line runs it (:func:`clop.util.cli.run_main`): Ctrl-C prints :data:`INTERRUPTED`
+    (exit 130), a file that cannot be written one line naming it (exit 1), never a traceback."""
+    return run_main(lambda a: main(a, step=step), argv, interrupted=INTERRUPTED)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

@@ -17,7 +17,7 @@ Examples::
         --root /tmp/sweeps -- --smoke --arch resnet18 --epochs 1
 
 Exit status: 0 every point done (or printed), 1 some point failed or holds a run made with other settings,
-2 a refused setting.
+2 a refused setting, 130 after Ctrl-C (one line: :data:`INTERRUPTED`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from clop.util.cli import HelpFormatter
-from clop.util.io import check_output_dir
+from clop.util.cli import HelpFormatter, run_main
+from clop.util.io import check_output_dir, check_path_text
 from training.data.catalog import DATASETS
 from training.sweeps.grid import SWEEPS, VARIANTS, format_value, points
 from training.sweeps.launch import (
@@ -41,6 +41,9 @@ from training.sweeps.launch import (
     run_command,
     run_points,
 )
+
+INTERRUPTED = "interrupted; finished points are kept: the same command continues (partial runs resume)"
+"""What the command line prints after Ctrl-C."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +86,9 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner = run_command) -> 
     args = parser.parse_args(own)
     split = lambda xs: None if xs is None else [x for s in xs for x in s.split(",") if x]  # noqa: E731
     try:
+        check_path_text(args.root, "--root")
+        if args.data_root is not None:
+            check_path_text(args.data_root, "--data-root")
         pts = points(args.name, args.dataset, split(args.variants), args.seeds, values=split(args.values), root=args.root)
         launch = Launch(
             args.launcher, args.root, check_extra(extra), args.data_root, args.probe_epochs, args.nproc_per_node,
@@ -113,4 +119,4 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner = run_command) -> 
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main, interrupted=INTERRUPTED))

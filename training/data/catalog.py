@@ -8,7 +8,10 @@ The paper pre-trains on CIFAR-100 (Krizhevsky et al. 2009), Tiny-ImageNet (Le & 
   dataset's class count, native image size and per-channel pixel statistics on the [0, 1] scale;
 - :class:`DatasetNotFoundError`, :class:`DatasetCorruptError`: what a reader raises when the files are
   missing or unreadable (the message names the path and how to get the data);
-- :func:`check_root`, :func:`as_label_array`: the argument checks every reader shares.
+- :func:`check_root`, :func:`as_label_array`: the argument checks every reader shares;
+- :func:`check_classes`: the pipelines' check that what was read has the dataset's class count (a folder of
+  another dataset in the expected layout would otherwise train, with the class geometry and the CLOP
+  prototypes sized for the wrong number of classes).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 
 __all__ = [
     "DATASETS", "SPLITS", "DatasetInfo", "DATASET_INFO", "DatasetNotFoundError", "DatasetCorruptError",
-    "check_root", "as_label_array",
+    "check_root", "as_label_array", "check_classes",
 ]
 
 DATASETS: tuple[str, ...] = ("cifar100", "tiny-imagenet", "imagenet", "synthetic", "digits")
@@ -96,3 +99,12 @@ def as_label_array(name: str, targets: object) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
+def check_classes(name: str, dataset: object, root: object) -> None:
+    """DatasetCorruptError (a ValueError) naming ``root`` when ``dataset`` (read as ``name`` from ``root``) has
+    another number of classes (its ``classes``) than :data:`DATASET_INFO` gives for ``name``."""
+    k = DATASET_INFO[name].num_classes
+    found = len(getattr(dataset, "classes", ()))
+    if found != k:
+        raise DatasetCorruptError(
+            f"{name}: the data read from {str(root)!r} has {found} classes, but {name} has {k}: it is another "
+            f"dataset in the {name} layout; give the --data-root of {name}, or the --dataset these files are")

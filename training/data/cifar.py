@@ -6,7 +6,11 @@ CIFAR-100 (Krizhevsky et al. 2009) is one of the three datasets of the CLOP pape
 - the reader of ``cifar-100-python/{train,test,meta}`` (torchvision's layout), used for the real files
   and for the synthetic set alike (:func:`load_cifar100`, :func:`load_synthetic`); a missing file raises
   :class:`training.data.catalog.DatasetNotFoundError`, an unreadable one
-  :class:`training.data.catalog.DatasetCorruptError`.
+  :class:`training.data.catalog.DatasetCorruptError`. The files are pickles, so they are read by a restricted
+  unpickler (:class:`CifarUnpickler`) that builds only what the format holds (dicts, lists, strings, bytes,
+  numbers and numpy arrays of plain dtypes): a crafted file is refused before anything in it can run.
+  ``download=True`` goes through torchvision, which checks the archive's md5 before it reads the files; a
+  failed download (no network, a refused connection, a bad checksum) is a DatasetNotFoundError saying so.
 - :func:`write_synthetic_cifar`: writes ``"synthetic"`` (ours, not in the paper: a small generated
   CIFAR-format set for smoke runs and tests) in the real CIFAR-100 pickle format.
 
@@ -31,7 +35,8 @@ from clop.util.checks import check_size
 from clop.util.io import atomic_path
 from training.data.catalog import DatasetCorruptError, DatasetNotFoundError, check_root
 
-__all__ = ["CIFAR_FOLDER", "CIFAR_FILES", "CIFAR100_URL", "load_cifar100", "load_synthetic", "write_synthetic_cifar"]
+__all__ = ["CIFAR_FOLDER", "CIFAR_FILES", "CIFAR100_URL", "CIFAR_GLOBALS", "CifarUnpickler", "load_cifar100",
+           "load_synthetic", "write_synthetic_cifar"]
 
 CIFAR_FOLDER = "cifar-100-python"
 CIFAR_FILES = ("train", "test", "meta")
@@ -72,13 +77,39 @@ class _CIFAR100Files(tv_datasets.CIFAR100):
                                       f"{remedy}")
 
 
+CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+"""The only classes and functions a CIFAR python file names: numpy's array reconstructor, the array type and
+its dtype (the rest of the format is dicts, lists, strings, bytes and numbers, which need no name), and
+``_codecs.encode``, with which Python 3 writes ``bytes`` at pickle protocol 2 (a copy re-pickled by Python 3)."""
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler that admits only the names of :data:`CIFAR_GLOBALS` (numpy arrays); any other name in the
+    file (``os.system``, ``builtins.eval``, a class of some package) raises ``pickle.UnpicklingError`` before it
+    is looked up, so nothing in a crafted file can run."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR file never holds")
+        return super().find_class(module, name)
+
+
 def _read_cifar_pickle(path: Path, keys: tuple[str, ...], remedy: str) -> dict:
-    """The dict pickled in a CIFAR python file (str keys); DatasetCorruptError naming the file otherwise."""
+    """The dict pickled in a CIFAR python file (str keys), read by :class:`CifarUnpickler`; DatasetCorruptError
+    naming the file otherwise."""
     try:
         with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+            entry = CifarUnpickler(f, encoding="latin1").load()
     except OSError as exc:
         raise DatasetCorruptError(f"{path} cannot be read: {exc.strerror or exc}. {remedy}") from None
+    except pickle.UnpicklingError as exc:
+        if "a CIFAR file never holds" in str(exc):
+            raise DatasetCorruptError(f"{path} is refused and was not read: {exc}. {remedy}") from None
+        raise DatasetCorruptError(f"{path} is not a readable CIFAR-100 file: it is truncated or damaged "
+                                  f"({path.stat().st_size} bytes; UnpicklingError: {exc}). {remedy}") from None
     except Exception as exc:  # noqa: BLE001 - truncated or damaged pickles fail in many ways (EOFError, ...)
         size = path.stat().st_size if path.exists() else 0
         what = "empty (0 bytes)" if size == 0 else f"truncated or damaged ({size} bytes; {type(exc).__name__}: {exc})"
@@ -102,7 +133,13 @@ def load_cifar100(root: Path, train: bool, transform: Callable | None, download:
     missing = _cifar_missing(folder)
     if missing and download:
         # torchvision downloads the archive, checks its md5 and extracts it to root/cifar-100-python.
-        tv_datasets.CIFAR100(str(root), train=train, download=True)
+        try:
+            tv_datasets.CIFAR100(str(root), train=train, download=True)
+        except (OSError, RuntimeError) as exc:  # urllib's URLError is an OSError; a bad md5 a RuntimeError
+            reason = getattr(exc, "reason", None) or exc
+            raise DatasetNotFoundError(
+                f"cifar100: --download of {CIFAR100_URL} into {root} failed ({reason}); check the network, or "
+                f"download the archive by hand and extract it into {root}") from None
         missing = _cifar_missing(folder)
     if missing:
         raise DatasetNotFoundError(
@@ -119,8 +156,15 @@ def load_cifar100(root: Path, train: bool, transform: Callable | None, download:
 def load_synthetic(root: Path, train: bool, transform: Callable | None) -> Dataset:
     """One split of the synthetic set under ``root/synthetic``, generated (seed 0) when missing."""
     syn_root = root / "synthetic"
+    if root.exists() and not root.is_dir():
+        raise DatasetNotFoundError(f"synthetic: the data folder {str(root)!r} is a file; give a folder as --data-root "
+                                   "(the set is generated in <data-root>/synthetic when missing)")
     if _cifar_missing(syn_root / CIFAR_FOLDER):
-        write_synthetic_cifar(syn_root)  # deterministic generation (seed 0), not a download
+        try:
+            write_synthetic_cifar(syn_root)  # deterministic generation (seed 0), not a download
+        except OSError as exc:
+            raise DatasetNotFoundError(f"synthetic: the set cannot be generated in {str(syn_root)!r}: "
+                                       f"{exc.strerror or exc}; give a writable --data-root") from None
     remedy = f"Delete {syn_root} and it is generated again on the next use."
     return _CIFAR100Files(str(syn_root), train, transform, remedy)
 

@@ -3,7 +3,8 @@
 Tiny-ImageNet (Le & Yang 2015): ``root`` is the ``tiny-imagenet-200`` folder or the folder that contains it;
 train is ``train/<wnid>/images/*.JPEG``, test its labelled validation split (``val/images`` labelled by
 ``val/val_annotations.txt``); ``download=True`` fetches and extracts the official archive. ImageNet
-(ILSVRC-2012): ``root/train/<wnid>/*`` and ``root/val/<wnid>/*``; it cannot be downloaded. Both splits of a
+(ILSVRC-2012): ``root/train/<wnid>/*`` and ``root/val/<wnid>/*``; it cannot be downloaded. A failed download
+(no network, a bad checksum) is a DatasetNotFoundError saying so. Both splits of a
 dataset share one class -> index map (the sorted wnids). Items are ``(PIL RGB image, int label)``.
 """
 
@@ -121,7 +122,13 @@ def load_tiny_imagenet(root: Path, train: bool, transform: Callable | None, down
     base = next((c for c in candidates if _tiny_split_present(c, train)), None)
     if base is None and download:
         parent = root.parent if root.name == TINY_IMAGENET_FOLDER else root
-        download_and_extract_archive(TINY_IMAGENET_URL, download_root=str(parent), md5=TINY_IMAGENET_MD5)
+        try:
+            download_and_extract_archive(TINY_IMAGENET_URL, download_root=str(parent), md5=TINY_IMAGENET_MD5)
+        except (OSError, RuntimeError) as exc:  # urllib's URLError is an OSError; a bad md5 a RuntimeError
+            reason = getattr(exc, "reason", None) or exc
+            raise DatasetNotFoundError(
+                f"tiny-imagenet: --download of {TINY_IMAGENET_URL} into {parent} failed ({reason}); check the "
+                f"network, or download the archive by hand and extract it into {parent}") from None
         base = next((c for c in candidates if _tiny_split_present(c, train)), None)
     if base is None:
         raise _tiny_error(candidates, train)

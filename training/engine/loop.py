@@ -4,14 +4,18 @@ the CLOP term, into one run folder (:mod:`training.engine.rundir`; docs/training
 :func:`pretrain` runs these named steps, in this order:
 
 1. the settings resolved (:meth:`training.config.PretrainConfig.resolved`); the processes joined
-   (:func:`training.engine.distributed.init`); ``--out`` checked and locked, and what it holds read
-   (:func:`training.engine.resume.run_state`): a new run, one to resume, or a finished one (nothing to do);
-2. :func:`load_data`: the training split, the labeled subset, the two-view dataset and its loader, the fixed
-   evaluation batch and the held-out images of the class geometry;
+   (:func:`training.engine.distributed.init`); an existing ``--out`` checked and locked (the temporaries of a
+   killed run removed), and what it holds read (:func:`training.engine.resume.run_state`): a new run, one to
+   resume, or a finished one (nothing to do);
+2. :func:`load_data`: the training split (its class count and size checked), the memory the run needs
+   (:func:`training.engine.memory.check_run_memory`, before anything large is made), the labeled subset, the
+   two-view dataset and its loader, the fixed evaluation batch and the held-out images of the class geometry;
+   a missing ``--out`` is created and locked only now, when settings, data and memory are checked;
 3. :func:`build`: the network, objective, optimiser and schedule (:mod:`training.engine.build`), restored
    from the checkpoint when resuming, and the geometry log (:class:`training.eval.evaluate.GeometryLog`);
 4. the first writes into ``--out`` (an old run's files deleted, or the rows a resumed run redoes dropped;
-   config.json and the labeled indices): only now, when everything is built and checked;
+   config.json and the labeled indices): only now, when everything is built and checked. A run that stops
+   before this point removes the folders it created;
 5. per epoch, :func:`train_one_epoch` (the optimiser steps, mid-epoch checkpoints and geometry logs) then
    :func:`end_epoch` (the metrics row, the log lines, the epoch's checkpoint).
 
@@ -44,13 +48,14 @@ from clop.util.lock import FolderLock
 from clop.util.progress import progress_bar
 from training.config import PretrainConfig
 from training.data.augment import pretrain_transform
-from training.data.catalog import DATASET_INFO
+from training.data.catalog import DATASET_INFO, check_classes
 from training.data.datasets import load_dataset
 from training.data.loader import DeviceLoader
 from training.data.views import TwoViewDataset, labeled_subset, masked_labels
 from training.engine import distributed
 from training.engine.build import build_model, build_objective, build_optimizer
 from training.engine.distributed import Context, collective
+from training.engine.memory import check_run_memory
 from training.engine.resume import resumed_loader, run_state
 from training.engine.rundir import (
     CHECKPOINT,
@@ -60,9 +65,16 @@ from training.engine.rundir import (
     LAST_GOOD,
     LOG,
     METRICS,
+    PREV_CHECKPOINT,
+    CheckpointError,
     Checkpoints,
     CsvLog,
+    RunLogHandler,
+    load_state,
+    missing_folders,
+    remove_empty_folders,
     remove_run_files,
+    remove_stale_files,
     save_state,
 )
 from training.engine.steps import BatchOrder, forward_loss
@@ -75,6 +87,7 @@ from training.eval.evaluate import (
     embedding_eps,
     eval_batch_images,
     load_heldout,
+    load_test_split,
 )
 from training.optim import make_scheduler
 
@@ -174,8 +187,8 @@ def _setup_logging(main: bool) -> list[logging.Handler]:
 
 
 def _log_to_file(run: Path, handlers: list[logging.Handler]) -> None:
-    """Also log to RUN/train.log (appended to), on the main process."""
-    h = logging.FileHandler(run / LOG)
+    """Also log to RUN/train.log (appended to, never through a symbolic link), on the main process."""
+    h = RunLogHandler(run / LOG)
     h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(h)
     handlers.append(h)
@@ -197,19 +210,25 @@ def pretrain(cfg: PretrainConfig, *, progress: bool = True, step: Step = forward
         cfg = resumed_loader(cfg)
     ctx = distributed.init(cfg.device)
     handlers = _setup_logging(ctx.main)
-    lock = None
+    run = Path(cfg.out)
+    created = missing_folders(run) if ctx.main else []
+    lock, state = None, None
     try:
         if cfg.batch_size % ctx.world:
             raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {ctx.world} processes")
-        run = Path(cfg.out)
-        lock = collective(ctx, lambda: _own(run), main_only=True)  # rank 0 alone owns --out
-        kind, ckpt, note = collective(ctx, lambda: run_state(cfg))
-        if kind == "finished":
-            if ctx.main:
-                _log_to_file(run, handlers)
-            log.info("%s: already finished (%d epochs); nothing to do", run, cfg.epochs)
-            return run
-        _train(cfg, run, ctx, ckpt, note, handlers, progress, step)
+        if run.exists():  # read what it holds first: a finished run needs no data
+            lock, state = _open(cfg, run, ctx)
+            if state[0] == "finished":
+                return _finished(cfg, run, ctx, handlers)
+        if ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+        seed_everything(cfg.seed)
+        data = load_data(cfg, ctx)  # the data and the memory checked before --out is made
+        if state is None:
+            lock, state = _open(cfg, run, ctx)
+            if state[0] == "finished":  # another run finished it meanwhile
+                return _finished(cfg, run, ctx, handlers)
+        _train(cfg, run, ctx, data, state[1], state[2], handlers, progress, step)
         return run
     finally:
         if lock is not None:
@@ -218,6 +237,23 @@ def pretrain(cfg: PretrainConfig, *, progress: bool = True, step: Step = forward
             log.removeHandler(h)
             h.close()
         distributed.shutdown(ctx)
+        remove_empty_folders(created)  # a run that stopped before its first write leaves no folder behind
+
+
+def _open(cfg: PretrainConfig, run: Path, ctx: Context
+          ) -> tuple[FolderLock | None, tuple[str, dict | None, str | None]]:
+    """Lock --out (rank 0; created if missing) and read it on every process: (the lock,
+    :func:`training.engine.resume.run_state`); once it is known to hold a run of ours (or none), the temporaries
+    that a killed run left there are removed. The lock is released again if the reading fails."""
+    lock = collective(ctx, lambda: _own(run), main_only=True)  # rank 0 alone owns --out
+    try:
+        state = collective(ctx, lambda: run_state(cfg))
+        collective(ctx, lambda: remove_stale_files(run), main_only=True)
+        return lock, state
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
 
 
 def _own(run: Path) -> FolderLock:
@@ -226,13 +262,16 @@ def _own(run: Path) -> FolderLock:
     return FolderLock.acquire(run, "training.pretrain", "--out")
 
 
-def _train(cfg: PretrainConfig, run: Path, ctx: Context, ckpt: dict | None, note: str | None,
+def _finished(cfg: PretrainConfig, run: Path, ctx: Context, handlers: list[logging.Handler]) -> Path:
+    if ctx.main:
+        _log_to_file(run, handlers)
+    log.info("%s: already finished (%d epochs); nothing to do", run, cfg.epochs)
+    return run
+
+
+def _train(cfg: PretrainConfig, run: Path, ctx: Context, data: RunData, ckpt: dict | None, note: str | None,
            handlers: list[logging.Handler], progress: bool, step: Step) -> None:
-    if ctx.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
-    seed_everything(cfg.seed)
-    data = load_data(cfg, ctx)
-    t = build(cfg, run, ctx, data, ckpt)
+    t = build(cfg, run, ctx, data, ckpt, source=run / (PREV_CHECKPOINT if note else CHECKPOINT))
 
     # everything is built and checked: from here on the run writes into --out
     distributed.barrier(ctx)  # every process has read the directory before the main one changes it
@@ -257,22 +296,29 @@ def _train(cfg: PretrainConfig, run: Path, ctx: Context, ckpt: dict | None, note
 
 def load_data(cfg: PretrainConfig, ctx: Context) -> RunData:
     """The data of a run: the main process downloads (or generates) the training split first, the others then
-    read it; the labeled subset, the two views and the loader (``--loader``); the fixed evaluation batch and
-    the held-out images on the main process."""
+    read it; its class count and size checked, and the memory the run needs
+    (:func:`training.engine.memory.check_run_memory`) before anything else is made; the labeled subset, the
+    two views and the loader (``--loader``); the fixed evaluation batch and the held-out images on the main
+    process."""
     train = collective(ctx, lambda: load_dataset(cfg.dataset, cfg.data_root, "train", download=cfg.download),
                        main_only=True)
     train = collective(ctx, lambda: train if ctx.main else load_dataset(cfg.dataset, cfg.data_root, "train"))
     info = DATASET_INFO[cfg.dataset]
+    check_classes(cfg.dataset, train, cfg.data_root)
+    if len(train) < cfg.batch_size:
+        raise ValueError(
+            f"batch_size={cfg.batch_size} exceeds the {len(train)} training images of {cfg.dataset}; "
+            "pass a smaller --batch-size"
+        )
+    # the held-out images of the class geometry: on the main process only (it alone computes and writes it)
+    test = collective(ctx, lambda: load_test_split(cfg), main_only=True) if cfg.geometry_images else None
+    n_heldout = min(cfg.geometry_images, len(test)) if test is not None else 0
+    collective(ctx, lambda: check_run_memory(cfg, ctx.world, len(train), n_heldout, ctx.device, ctx.main))
     labeled = labeled_subset(train.targets, cfg.label_fraction, cfg.seed)
     views = TwoViewDataset(
         train, pretrain_transform(cfg.augmentation, cfg.image_size, info.mean, info.std),
         masked_labels(train.targets, labeled), seed=cfg.seed,
     )
-    if len(views) < cfg.batch_size:
-        raise ValueError(
-            f"batch_size={cfg.batch_size} exceeds the {len(views)} training images of {cfg.dataset}; "
-            "pass a smaller --batch-size"
-        )
     full = len(views) // cfg.batch_size
     steps = full if cfg.steps_per_epoch is None else min(cfg.steps_per_epoch, full)
     order = BatchOrder(len(views), cfg.batch_size, steps, cfg.seed, ctx)
@@ -284,15 +330,15 @@ def load_data(cfg: PretrainConfig, ctx: Context) -> RunData:
             pin_memory=ctx.device.type == "cuda", worker_init_fn=_worker_init,
         )
     eval_x = eval_batch_images(cfg, train) if ctx.main else None
-    # the class geometry: held-out images on the main process only (it alone computes and writes it)
-    heldout = collective(ctx, lambda: load_heldout(cfg), main_only=True) if cfg.geometry_images else None
+    heldout = collective(ctx, lambda: load_heldout(cfg, test), main_only=True) if cfg.geometry_images else None
     return RunData(train, labeled, views, order, loader, steps, eval_x, heldout)
 
 
-def build(cfg: PretrainConfig, run: Path, ctx: Context, data: RunData, ckpt: dict | None) -> Training:
+def build(cfg: PretrainConfig, run: Path, ctx: Context, data: RunData, ckpt: dict | None,
+          source: Path | None = None) -> Training:
     """The network (the same initial weights on every process), objective, optimiser and schedule, restored
-    from ``ckpt`` when resuming, and the geometry log: its last snapshot from the checkpoint, else one of the
-    network now."""
+    from ``ckpt`` (read from ``source``, named when its state does not fit) when resuming, and the geometry log:
+    its last snapshot from the checkpoint, else one of the network now."""
     device, cuda = ctx.device, ctx.device.type == "cuda"
     torch.manual_seed(cfg.seed)  # the same initial weights on every process, whatever the data code consumed
     model = build_model(cfg).to(device)
@@ -308,11 +354,16 @@ def build(cfg: PretrainConfig, run: Path, ctx: Context, data: RunData, ckpt: dic
     scheduler = make_scheduler(optimizer, total, min(total, round(cfg.warmup_epochs * data.steps)))
     t = Training(cfg, run, ctx, data, model, model, objective, optimizer, scheduler)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        objective.load_state_dict(ckpt["objective"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        t.first_epoch, t.start_step, t.sums = ckpt["epoch"] + 1, ckpt["step_in_epoch"], dict(ckpt["sums"])
+        source = source or run / CHECKPOINT
+        load_state(model, ckpt["model"], source, "network")
+        load_state(objective, ckpt["objective"], source, "objective (the CLOP prototypes)")
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            t.first_epoch, t.start_step, t.sums = ckpt["epoch"] + 1, ckpt["step_in_epoch"], dict(ckpt["sums"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint {source} holds an optimiser or schedule state that does not fit the "
+                                  f"run's settings ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
     if data.heldout is not None:
         clop = objective.clop
         t.geo = GeometryLog(run / GEOMETRY, data.heldout, None if clop is None else clop.prototypes,
@@ -329,15 +380,15 @@ def _commit(t: Training, ckpt: dict | None, note: str | None, handlers: list[log
     the one it replaces, a resumed run drops the metrics and geometry rows it redoes (those after its
     checkpoint); then config and labeled split."""
     run = t.run
-    if ckpt is None:
-        remove_run_files(run)
+    if ckpt is None:  # the old config.json goes only when the new one replaces it: the folder stays recognisable
+        remove_run_files(run, keep=(CONFIG,))
     else:
         CsvLog(run / METRICS, "epoch").keep_until(ckpt["epoch"])
         CsvLog(run / GEOMETRY, "step").keep_until(t.resumed_step)
+    atomic_write_text(run / CONFIG, json.dumps(dataclasses.asdict(t.cfg), indent=2) + "\n")
     _log_to_file(run, handlers)
     if note:
         log.warning("%s", note)
-    atomic_write_text(run / CONFIG, json.dumps(dataclasses.asdict(t.cfg), indent=2) + "\n")
     with atomic_path(run / LABELED) as tmp, open(tmp, "wb") as f:
         np.save(f, t.data.labeled)
 

@@ -10,15 +10,26 @@
   :func:`load_checkpoint` then falls back to the previous checkpoint, and says so.
 * **CSV logs** (:class:`CsvLog`): ``metrics.csv`` (one row per epoch) and ``geometry.csv`` (one row per logged
   interval) grow by whole rows, each addition an atomic rewrite that keeps the earlier lines byte for byte; a
-  resumed run drops the rows after its checkpoint (:meth:`CsvLog.keep_until`) and redoes them.
+  resumed run drops the rows after its checkpoint (:meth:`CsvLog.keep_until`) and redoes them. A file that is
+  not such a log raises ValueError naming it (:meth:`CsvLog.keys`).
+* **Untrusted content**: a checkpoint is read with ``torch.load(weights_only=True)``, which builds tensors,
+  numbers, strings and containers only, so a crafted file cannot run code (:func:`read_checkpoint`); a state
+  that does not fit the network is named, not dumped (:func:`load_state`). ``train.log`` is never opened
+  through a symbolic link (:class:`RunLogHandler`).
+* **The folder**: :func:`missing_folders` and :func:`remove_empty_folders` let a run that stops before its first
+  write leave no folder behind; :func:`remove_stale_files` removes the temporaries a killed run left (called
+  by the owner of the folder's lock).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
+import pickle
+import re
 import shutil
 import uuid
 import zipfile
@@ -29,12 +40,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from clop.util.io import atomic_path, fsync_dir
+from clop.util.io import atomic_path, fsync_dir, remove_stale_temporaries
 
 __all__ = [
     "CHECKPOINT", "PREV_CHECKPOINT", "LAST_GOOD", "METRICS", "CONFIG", "LABELED", "PROBE_RESULT", "LOG", "GEOMETRY",
-    "RUN_FILES", "CHECKPOINT_KEYS", "CheckpointError", "read_checkpoint", "load_checkpoint", "Checkpoints",
-    "save_state", "remove_run_files", "CsvLog",
+    "RUN_FILES", "CHECKPOINT_KEYS", "CheckpointError", "read_checkpoint", "load_checkpoint", "load_state",
+    "Checkpoints", "save_state", "remove_run_files", "remove_stale_files", "missing_folders", "remove_empty_folders",
+    "RunLogHandler", "CsvLog",
 ]
 
 CHECKPOINT = "checkpoint.pt"
@@ -74,8 +86,15 @@ def read_checkpoint(path: Path) -> dict:
             zip_start = f.read(2) == b"PK"
         what = "truncated or damaged" if zip_start else "not a torch checkpoint (not a zip archive)"
         raise CheckpointError(f"checkpoint {path} cannot be loaded: it is {what} ({size} bytes)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # tensors, numbers, strings and containers only: a crafted file cannot run code while it is read
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"checkpoint {path} is refused: it holds objects other than tensors, numbers, strings and containers"
+            f"{what}, which a checkpoint of training.pretrain never does; it was not loaded (nothing in it ran)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any failure to read the file is reported the same way
         reason = str(exc).splitlines()[0][:160] if str(exc) else ""
         raise CheckpointError(
@@ -86,6 +105,25 @@ def read_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path} is not a checkpoint of training.pretrain (it lacks {missing})")
     return ckpt
 
+
+
+def load_state(module: torch.nn.Module, state: object, path: Path, what: str) -> None:
+    """``module.load_state_dict(state)``; CheckpointError naming ``path`` and summing up what does not fit (a
+    checkpoint of another architecture or head) instead of torch's list of every tensor."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, TypeError, KeyError, AttributeError) as exc:
+        own = module.state_dict()
+        given = state if isinstance(state, dict) else {}
+        missing = [k for k in own if k not in given]
+        unexpected = [k for k in given if k not in own]
+        shapes = [k for k in own if k in given and getattr(given[k], "shape", None) != own[k].shape]
+        parts = [f"{len(v)} {label} (e.g. {v[0]})" for v, label in
+                 ((missing, "missing"), (unexpected, "unexpected"), (shapes, "of another shape")) if v]
+        detail = "; ".join(parts) or str(exc).splitlines()[0][:160]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the {what} of the run's settings ({detail}): it was written by a run "
+            "with another --arch, --hidden-dim or --projection-dim, or copied from another run") from None
 
 
 _REPAIR = {  # purpose: (what to do when no checkpoint loads, briefly when the previous one fails too, the verb)
@@ -169,11 +207,62 @@ def save_state(state: dict[str, Any], path: Path) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 
-def remove_run_files(run: Path) -> None:
-    """Delete the files of the run in ``run`` (at the moment a new run there writes its first file)."""
+def remove_run_files(run: Path, keep: Sequence[str] = ()) -> None:
+    """Delete the files of the run in ``run`` but ``keep`` (at the moment a new run there writes its first file)."""
     for name in RUN_FILES:
-        (run / name).unlink(missing_ok=True)
+        if name not in keep:
+            (run / name).unlink(missing_ok=True)
     fsync_dir(run)
+
+
+_PREV_LINK = re.compile(rf"^\.{re.escape(PREV_CHECKPOINT)}\.[0-9a-f]{{32}}\.tmp$")
+"""The temporary second name of a checkpoint on its way to becoming the previous one (:func:`_keep_as_previous`)."""
+
+
+def remove_stale_files(run: Path) -> list[Path]:
+    """Remove the temporary files that a killed run or probe left in ``run`` (those of :mod:`clop.util.io` for the
+    run's files, and the links of :func:`_keep_as_previous`); returns them. Only under the folder's lock: a live
+    writer's temporaries look the same."""
+    removed = remove_stale_temporaries(run, RUN_FILES)
+    for entry in run.iterdir() if run.is_dir() else ():
+        if _PREV_LINK.match(entry.name) and entry.is_file() and not entry.is_symlink():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def missing_folders(path: Path) -> list[Path]:
+    """The folders of ``path`` (itself included) that do not exist yet, deepest first."""
+    missing, p = [], Path(path)
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def remove_empty_folders(folders: Sequence[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: what a run created and never wrote into."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
+class RunLogHandler(logging.FileHandler):
+    """``RUN/train.log``, appended to, never through a symbolic link (``O_NOFOLLOW``): a link planted in the run
+    folder cannot make the run write elsewhere. Opening it raises OSError naming the file when it is a link."""
+
+    def _open(self):  # noqa: ANN202 - logging.FileHandler's hook
+        try:
+            fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                         0o666)
+        except OSError:
+            if os.path.islink(self.baseFilename):
+                raise ValueError(f"{self.baseFilename} is a symbolic link (to {os.readlink(self.baseFilename)!r}); a "
+                                 "run writes its log only inside its folder: remove the link") from None
+            raise
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -243,14 +332,36 @@ class CsvLog:
         with atomic_path(self.path) as tmp:
             tmp.write_text(head + "".join(old) + "".join(lines))
 
+    def keys(self) -> list[float]:
+        """The :attr:`key` of every row (empty for a missing or empty file); ValueError naming the file when it is
+        not a log of this kind (no such column, a value that is not a number)."""
+        try:
+            header, _, rows = self._read()
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise ValueError(f"{self.path} cannot be read: {exc}") from None
+        if not header and not rows:
+            return []
+        if self.key not in header:
+            raise ValueError(f"{self.path} is not a {self.path.name} of training.pretrain: its header {header[:6]} has "
+                             f"no {self.key!r} column; restore the file, or pass --overwrite to start the run again")
+        at, keys = header.index(self.key), []
+        for n, cells in enumerate(csv.reader(rows), start=2):
+            try:
+                keys.append(float(cells[at]))
+            except (IndexError, ValueError):
+                raise ValueError(f"{self.path}, line {n}: {self.key!r} is not a number ({cells[:4]}...); restore the "
+                                 "file, or pass --overwrite to start the run again") from None
+        return keys
+
     def keep_until(self, value: float) -> None:
         """Drop the rows whose :attr:`key` is after ``value`` (a resumed run redoes them); the rows kept stay byte
-        for byte as they were; atomic; nothing is written when no row goes."""
+        for byte as they were; atomic; nothing is written when no row goes. ValueError naming the file when it
+        is not a log of this kind (:meth:`keys`)."""
+        keys = self.keys()
         header, head, rows = self._read()
         if not rows:
             return
-        at = header.index(self.key)
-        keep = [line for line, cells in zip(rows, csv.reader(rows)) if float(cells[at]) <= value]
+        keep = [line for line, key in zip(rows, keys) if key <= value]
         if len(keep) < len(rows):
             with atomic_path(self.path) as tmp:
                 tmp.write_text(head + "".join(keep))

@@ -44,7 +44,7 @@ import torch
 from clop import metrics as clop_metrics
 from clop.metrics import default_rtol
 from training.data.augment import eval_transform
-from training.data.catalog import DATASET_INFO, DatasetNotFoundError
+from training.data.catalog import DATASET_INFO, DatasetNotFoundError, check_classes
 from training.data.datasets import load_dataset
 from training.engine.model import ContrastiveModel
 from training.engine.rundir import CsvLog
@@ -61,8 +61,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "COLLAPSE_MEAN_NORM", "GEOM_COLUMNS", "GEOMETRY_COLUMNS", "GEOMETRY_INT_COLUMNS", "GeometryLog", "HeldOut",
-    "collapse_row", "embed", "embedding_eps", "eval_batch_images", "geometry_columns", "load_heldout",
-    "stratified_subset",
+    "collapse_row", "embed", "embedding_eps", "eval_batch_images", "geometry_columns", "load_test_split",
+    "load_heldout", "stratified_subset",
 ]
 
 COLLAPSE_MEAN_NORM = 0.999
@@ -172,17 +172,26 @@ class HeldOut:
     indices: np.ndarray
 
 
-def load_heldout(cfg: PretrainConfig) -> HeldOut:
-    """The held-out images of a resolved config: at most ``cfg.geometry_images`` of the test split (see the
-    module docstring), chosen by :func:`stratified_subset` with ``cfg.seed``. A missing test split raises
+def load_test_split(cfg: PretrainConfig) -> torch.utils.data.Dataset:
+    """The test split of a resolved config's dataset (images untransformed), its class count checked
+    (:func:`training.data.catalog.check_classes`). A missing test split raises
     :class:`training.data.catalog.DatasetNotFoundError` saying that ``--geometry-images 0`` trains without it."""
-    info = DATASET_INFO[cfg.dataset]
     try:
         test = load_dataset(cfg.dataset, cfg.data_root, "test")
     except DatasetNotFoundError as exc:
         raise DatasetNotFoundError(
             f"{exc} (the class geometry of the held-out images needs the test split; pass --geometry-images 0 "
             "to train without it)") from None
+    check_classes(cfg.dataset, test, cfg.data_root)
+    return test
+
+
+def load_heldout(cfg: PretrainConfig, test: torch.utils.data.Dataset | None = None) -> HeldOut:
+    """The held-out images of a resolved config: at most ``cfg.geometry_images`` of the test split ``test``
+    (default: :func:`load_test_split`; see the module docstring), chosen by :func:`stratified_subset` with
+    ``cfg.seed``."""
+    info = DATASET_INFO[cfg.dataset]
+    test = load_test_split(cfg) if test is None else test
     idx = stratified_subset(test.targets, cfg.geometry_images, cfg.seed)
     transform = eval_transform(cfg.image_size, info.mean, info.std)
     x = torch.stack([transform(test[int(i)][0]) for i in idx])

@@ -35,18 +35,22 @@ from clop import metrics as clop_metrics
 from clop.util.cli import check_device
 from clop.util.io import atomic_write_text, check_output_dir
 from clop.util.lock import FolderLock, FolderLockedError
-from training.config import RUN_SETTINGS, PretrainConfig, ProbeConfig
+from training.config import RUN_SETTINGS, PretrainConfig, ProbeConfig, changed_settings
 from training.data.augment import eval_transform
-from training.data.catalog import DATASET_INFO
+from training.data.catalog import DATASET_INFO, check_classes
 from training.data.datasets import load_dataset
 from training.engine.build import build_model, build_objective
+from training.engine.resume import read_config
 from training.engine.rundir import (
     CHECKPOINT,
     CONFIG,
     LABELED,
     PREV_CHECKPOINT,
     PROBE_RESULT,
+    CheckpointError,
     load_checkpoint,
+    load_state,
+    remove_stale_files,
 )
 from training.eval.evaluate import embed, embedding_eps, geometry_columns
 from training.eval.probe import fit_linear_probe, topk_accuracy
@@ -60,19 +64,7 @@ def load_config(run: str | Path) -> PretrainConfig:
     run = Path(run)
     if not run.is_dir():
         raise FileNotFoundError(f"--run {str(run)!r} is not a folder; give a run directory written by training.pretrain")
-    try:
-        saved = json.loads((run / CONFIG).read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"run={str(run)!r} has no {CONFIG}; is it a directory written by training.pretrain?") from None
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"--run {str(run)!r}: {CONFIG} cannot be read ({exc}); is it a directory written by "
-                         "training.pretrain?") from None
-    fields = {f.name for f in dataclasses.fields(PretrainConfig)}
-    unknown = sorted(set(saved) - fields) if isinstance(saved, dict) else []
-    if not isinstance(saved, dict) or unknown:
-        raise ValueError(f"--run {str(run)!r}: {CONFIG} is not a training.pretrain config"
-                         f"{f' (unknown settings {unknown})' if unknown else ''}")
-    return PretrainConfig(**saved)
+    return read_config(run, "--run")
 
 
 def _json_safe(row: dict) -> dict:
@@ -108,12 +100,17 @@ def load_run(
             f"{f' and {step} steps' if step else ''}); resume it with `python -m training.pretrain ... --resume`, "
             "or pass --allow-partial to probe its last finished epoch"
         )
+    source = run / (PREV_CHECKPOINT if note else CHECKPOINT)
+    other = changed_settings(ckpt["config"], {k: v for k, v in dataclasses.asdict(cfg).items() if k in ckpt["config"]})
+    if other:
+        raise CheckpointError(f"checkpoint {source} was written by a run with other settings than its {CONFIG} "
+                              f"({', '.join(sorted(other)[:4])}); it belongs to another run")
     model = build_model(cfg)
-    model.load_state_dict(ckpt["model"])
+    load_state(model, ckpt["model"], source, "network")
     if not with_prototypes:
         return cfg, model.to(device).eval(), epochs
     objective = build_objective(cfg, torch.device("cpu"))  # the prototypes are its buffer: read them back
-    objective.load_state_dict(ckpt["objective"])
+    load_state(objective, ckpt["objective"], source, "objective (the CLOP prototypes)")
     prototypes = None if objective.clop is None else objective.clop.prototypes
     return cfg, model.to(device).eval(), epochs, prototypes
 
@@ -142,6 +139,7 @@ def linear_eval(cfg: ProbeConfig, *, progress: bool = True) -> dict:
     check_results(cfg.results)
     check_output_dir(run, "--run")
     with FolderLock.acquire(run, "training.linear_eval", "--run"):
+        remove_stale_files(run)  # what a killed probe or run left
         row = _probe(cfg, run, device, progress)
         print(f"top-1 {row['top1']:.4f}  top-5 {row['top5']:.4f}  ({run}, {row['trained_epochs']} epochs, "
               f"probe on {row['probe_train_images']} labels, {row['test_images']} test images)", flush=True)
@@ -161,6 +159,25 @@ class ResultNotSavedError(RuntimeError):
     """The probe finished (its result was printed) but a file could not be written."""
 
 
+def _labeled_indices(run: Path, n: int) -> np.ndarray:
+    """RUN/labeled_indices.npy: distinct integer indices into the ``n`` training images; ValueError naming the
+    file otherwise (read without pickles)."""
+    remedy = "pass --all-labels to probe with every label, or resume the run to write it again"
+    try:
+        idx = np.load(run / LABELED, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--run {str(run)!r}: {LABELED} cannot be read ({exc}); {remedy}") from None
+    if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(f"--run {str(run)!r}: {LABELED} is not a list of image indices ({idx.dtype}, shape "
+                         f"{idx.shape}); {remedy}")
+    bad = idx[(idx < 0) | (idx >= n)]
+    if bad.size or np.unique(idx).size != idx.size:
+        what = f"indices outside 0..{n - 1} (e.g. {int(bad[0])})" if bad.size else "repeated indices"
+        raise ValueError(f"--run {str(run)!r}: {LABELED} holds {what} of the {n} training images: it belongs to "
+                         f"another dataset or was damaged; {remedy}")
+    return idx
+
+
 def _probe(cfg: ProbeConfig, run: Path, device: torch.device, progress: bool) -> dict:
     pcfg, model, trained, prototypes = load_run(run, device, allow_partial=cfg.allow_partial, with_prototypes=True)
     info = DATASET_INFO[pcfg.dataset]
@@ -168,14 +185,9 @@ def _probe(cfg: ProbeConfig, run: Path, device: torch.device, progress: bool) ->
     tf = eval_transform(pcfg.image_size, info.mean, info.std)
     train = load_dataset(pcfg.dataset, root, "train", tf)
     test = load_dataset(pcfg.dataset, root, "test", tf)
-    if cfg.all_labels:
-        idx = np.arange(len(train.targets))
-    else:
-        try:
-            idx = np.load(run / LABELED)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"--run {str(run)!r}: {LABELED} cannot be read ({exc}); pass --all-labels to probe with "
-                             "every label, or resume the run to write it again") from None
+    for split in (train, test):
+        check_classes(pcfg.dataset, split, root)
+    idx = np.arange(len(train.targets)) if cfg.all_labels else _labeled_indices(run, len(train.targets))
     y_train = torch.as_tensor(np.asarray(train.targets)[idx], dtype=torch.long)
     y_test = torch.as_tensor(test.targets, dtype=torch.long)
 

@@ -4,7 +4,7 @@ Before any compute, :func:`check_results` checks ``--results``: its folder must 
 file must be a CSV with exactly these columns (any other CSV is refused, never rewritten). :func:`append_result`
 adds the row as one more line, so the existing rows stay byte for byte as they were; the file is replaced
 atomically, under a short lock (``.results.csv.lock``, :class:`clop.util.lock.FolderLock`) against
-concurrent probes.
+concurrent probes, which also removes the temporaries of the file that a killed probe left.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from clop.util.io import atomic_path, check_output_file
+from clop.util.io import atomic_path, check_output_file, remove_stale_temporaries
 from clop.util.lock import FolderLock
 from training.config import RUN_SETTINGS
 from training.eval.evaluate import GEOM_COLUMNS
@@ -80,6 +80,7 @@ def append_result(path: str | Path, row: dict) -> None:
     with FolderLock.acquire(path.parent, "training.linear_eval", "--results", wait_s=120.0,
                                 name=f".{path.name}.lock"):
         columns = check_results(path)
+        remove_stale_temporaries(path.parent, [path.name])
         old = path.read_bytes() if path.exists() else b""
         if old and not old.endswith(b"\n"):
             old += b"\n"

@@ -1,5 +1,5 @@
 """``python -m training.practice``: see :mod:`training.practice.cli`."""
 
-from training.practice.cli import main
+from training.practice.cli import cli
 
-raise SystemExit(main())
+raise SystemExit(cli())

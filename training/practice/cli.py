@@ -7,7 +7,10 @@ The grid: :mod:`training.practice.grid`; the runs: :mod:`training.practice.run` 
 runs/practice, ``RUNS/e<epochs>/<run>``, the probe rows also in ``RUNS/e<epochs>/results.csv``); the report
 under ``--out`` (default paper_figures/practice): figures, their CSVs and practice.md
 (:mod:`training.practice.report`, verdicts from :mod:`training.practice.claims`). Exit status: 0 done, 1 some
-point failed (the report uses the others), 2 a refused setting or nothing to report.
+point failed (the report uses the others), 2 a refused setting or nothing to report, 130 after Ctrl-C (one
+line; finished points are kept). While it runs, ``--out`` is locked (:func:`clop.util.io.output_folder`: the
+temporaries a killed report left are removed first, and a folder it created is removed again when nothing was
+written into it, e.g. when there is nothing to report).
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 
-from clop.util.cli import HelpFormatter, check_device
-from clop.util.io import check_output_dir
+from clop.util.cli import HelpFormatter, check_device, run_main
+from clop.util.io import check_output_dir, check_path_text, output_folder
+from clop.util.lock import FolderLockedError
 from training.practice.grid import (
     AXES,
     EPOCHS,
@@ -28,9 +33,12 @@ from training.practice.grid import (
     make_launch,
     study_points,
 )
-from training.practice.report import report
+from training.practice.report import REPORT_FILES, report
 from training.practice.run import run_study
 from training.sweeps.launch import pretrain_config
+
+INTERRUPTED = "interrupted; finished points are kept: the same command continues (partial runs resume)"
+"""What the command line prints after Ctrl-C."""
 
 
 def build_parser(grid: Grid = STUDY) -> argparse.ArgumentParser:
@@ -74,25 +82,25 @@ def main(argv: Sequence[str] | None = None, *, grid: Grid = STUDY) -> int:
         parser.error(f"--epochs must be an integer >= 1; got {args.epochs}")
     if any(s < 0 for s in args.seeds) or len(set(args.seeds)) < len(args.seeds):
         parser.error(f"--seeds must be distinct integers >= 0; got {args.seeds}")
+    stack = ExitStack()
     try:
+        for flag, path in (("--out", args.out), ("--runs", args.runs), ("--data-root", args.data_root)):
+            if path is not None:
+                check_path_text(path, flag)
         check_device(args.device, "--device")
         points = study_points(args.only, args.seeds, args.epochs, args.runs, grid)
         launch = make_launch(args.runs, args.epochs, args.device, args.data_root)
         for point in points:  # training.pretrain's own checks (device included), before anything runs
             pretrain_config(point, launch)
-        check_output_dir(args.out, "--out")
         if not args.report_only:
             check_output_dir(args.runs, "--runs")
-    except ValueError as exc:
+        stack.enter_context(output_folder(args.out, "--out", program="training.practice", outputs=REPORT_FILES))
+    except (ValueError, FolderLockedError) as exc:
+        stack.close()
         parser.error(str(exc))
-    failures = [] if args.report_only else run_study(points, launch, args.jobs, progress=not args.no_progress)
-    status = 0
-    try:
-        written = report(points, args.out, from_csv_if_empty=args.report_only, grid=grid)
-        print(f"practice: report in {args.out} ({', '.join(sorted(p.name for p in written))})", file=sys.stderr)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        status = 2
+    with stack:
+        failures = [] if args.report_only else run_study(points, launch, args.jobs, progress=not args.no_progress)
+        status = _report(points, args.out, args.report_only, grid)
     if failures:
         print(f"{len(failures)} of {len(points)} points failed (the report uses the others):", file=sys.stderr)
         for f in failures:
@@ -101,5 +109,22 @@ def main(argv: Sequence[str] | None = None, *, grid: Grid = STUDY) -> int:
     return status
 
 
+def _report(points, out: str, report_only: bool, grid: Grid) -> int:
+    """Write the report; 0, or 2 after printing why there is nothing to report."""
+    try:
+        written = report(points, out, from_csv_if_empty=report_only, grid=grid)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"practice: report in {out} ({', '.join(sorted(p.name for p in written))})", file=sys.stderr)
+    return 0
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """:func:`main` as the command line runs it (:func:`clop.util.cli.run_main`): Ctrl-C prints :data:`INTERRUPTED`
+    (exit 130), a file that cannot be written one line (exit 1)."""
+    return run_main(main, argv, interrupted=INTERRUPTED)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

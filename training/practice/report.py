@@ -48,6 +48,9 @@ from training.sweeps.state import status
 
 RUNS_CSV = "practice_runs.csv"
 ETA_CSV = "eta_eff.csv"
+REPORT_FILES = (RUNS_CSV, ETA_CSV, "figure6_batch.png", "figure6_batch.csv", "figure7_lr.png", "figure7_lr.csv",
+                "collapse.png", "collapse.csv", "eta_eff.png", "lambda.csv", "claims.csv", "practice.md")
+"""Every file :func:`write_report` may write."""
 ETA_FIGURE_LRS = (0.1, 1.0, 10.0, 30.0)
 
 

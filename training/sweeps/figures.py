@@ -168,11 +168,12 @@ def _draw_panel(ax, sub: pd.DataFrame, ds: str, order: list[str], styles: dict[s
 
 
 def plot_sweep(data: pd.DataFrame | str | Path, png_path: str | Path, *, x: str, metric: str = "top1",
-               title: str = "", footnote: str = "") -> Path:
+               title: str = "", footnote: str = "", atomic: bool = True) -> Path:
     """Draw a sweep figure from its data (the frame of :func:`figure_data`, or the CSV it was written to):
     one panel per dataset, one line per variant, mean over seeds with min-max bars; ``x`` "batch_size"
     (log2 axis) or "lr" (log10 axis); ``metric`` "top1" or "top5" (plotted in percent). Written as PNG
-    to ``png_path``."""
+    to ``png_path``, through a temporary file and an atomic rename unless ``atomic`` is False (``png_path``
+    is itself a staged temporary of :func:`clop.util.io.staged_outputs`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,8 +199,11 @@ def plot_sweep(data: pd.DataFrame | str | Path, png_path: str | Path, *, x: str,
     fig.suptitle(title, fontsize=12, y=1 - 0.08 / height, va="top")
     png_path = Path(png_path)
     try:
-        with atomic_path(png_path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
+        if atomic:
+            with atomic_path(png_path) as tmp:
+                fig.savefig(tmp, dpi=120, format="png")
+        else:
+            fig.savefig(png_path, dpi=120, format="png")
     finally:
         plt.close(fig)
     return png_path

@@ -7,7 +7,9 @@ size) and ``figure8.png`` (top-5), ``figure7.csv/.png`` (top-1 vs learning rate)
 not printed in the paper, so nothing numeric is set beside ours). A figure or table without matching rows is
 skipped with a printed note. Every output is staged and renamed into place only when all of them are complete
 (:func:`clop.util.io.staged_outputs`): an interrupted run leaves the previous set of files as it was. Each
-figure is drawn from the data in memory, the same data its CSV holds.
+figure is drawn from the data in memory, the same data its CSV holds. The results are read and checked before
+``out`` is created; while the outputs are written ``out`` is locked (:func:`clop.util.io.output_folder`), and
+the temporaries a killed run left there are removed first.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from clop.util.io import check_output_dir, staged_outputs
+from clop.util.io import check_path_text, output_folder, staged_outputs
 from training import paper_results as PR
 from training.sweeps.figures import (
     figure_data,
@@ -27,13 +29,20 @@ from training.sweeps.figures import (
 from training.sweeps.results import AUG_NAMES, METRIC_NAMES, load_results
 from training.sweeps.tables import compare_table, select_table, table_markdown
 
-__all__ = ["FIGURES", "make_all"]
+__all__ = ["FIGURES", "output_names", "make_all"]
 
 FIGURES = {
     # data name: (x column, [(png name = the paper's figure, metric)])
     "figure6": ("batch_size", [("figure6", "top1"), ("figure8", "top5")]),
     "figure7": ("lr", [("figure7", "top1"), ("figure9", "top5")]),
 }
+
+
+def output_names(prefix: str = "") -> list[str]:
+    """Every file :func:`make_all` may write, with ``prefix``."""
+    names = [f"{fig}.csv" for fig in FIGURES] + [f"{png}.png" for _, pngs in FIGURES.values() for png, _ in pngs]
+    names += [f"{t}.{ext}" for t in PR.TABLES for ext in ("md", "csv")] + ["figures.md"]
+    return [prefix + n for n in names]
 
 
 def _figures_markdown(drawn: set[str], rules: dict[str, str], prefix: str) -> str:
@@ -85,7 +94,7 @@ def _write_figure(stage, fig: str, rows, prefix: str, base_lr: float) -> list[st
                  f"each variant with and without CLOP (λ = {PR.CLOP_LAMBDA:g}); % = labels used")
         foot = ("Mean over seeds; bars: min–max over seeds where there are several (n in "
                 f"{csv}). The paper's curve values are not printed in its text, so none are shown.")
-        plot_sweep(data, stage(f"{prefix}{png}.png"), x=x, metric=metric, title=title, footnote=foot)
+        plot_sweep(data, stage(f"{prefix}{png}.png"), x=x, metric=metric, title=title, footnote=foot, atomic=False)
         files.append(f"{prefix}{png}.png")
     return files
 
@@ -107,7 +116,10 @@ def make_all(results: Sequence[str | Path], out: str | Path = "paper_figures", *
     list when skipped). Raises ValueError for unreadable input (see :func:`load_results`).
     """
     _check_options(prefix, base_lr, augmentation)
-    out = check_output_dir(out, "--out")
+    if check_path_text(out, "--out").exists() and not Path(out).is_dir():  # before reading: created only to write
+        raise ValueError(f"--out {str(out)!r} is a file; expected a folder (it is created if missing)")
+    for path in results:
+        check_path_text(path, "--results")
     df = load_results(results)
     written: dict[str, list[str]] = {}
     rules: dict[str, str] = {}
@@ -116,7 +128,8 @@ def make_all(results: Sequence[str | Path], out: str | Path = "paper_figures", *
                 "figure7": select_figure7(df, augmentation=augmentation)}
     selected.update({name: select_table(df, name, base_lr=base_lr, augmentation=augmentation) for name in PR.TABLES})
 
-    with staged_outputs(out) as stage:  # every file, or none: an interrupted run keeps the previous set
+    with (output_folder(out, "--out", program="training.plots", outputs=output_names(prefix)) as out,
+          staged_outputs(out) as stage):  # every file, or none: an interrupted run keeps the previous set
         for name, (rows, rule) in selected.items():
             rules[name] = rule
             if rows.empty:
