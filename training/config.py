@@ -57,7 +57,7 @@ from training.optim import OPTIMIZERS
 __all__ = [
     "LOSSES", "PROTOTYPES", "LOSSES_WITH_TEMPERATURE", "EPOCHS", "BATCH_SIZE", "SMOKE", "setting", "PretrainConfig",
     "ProbeConfig", "RESUMABLE_CHANGES", "ADDED_SETTINGS", "RUN_SETTINGS", "run_name", "changed_settings",
-    "default_workers", "SettingsHelpFormatter", "pretrain_parser", "probe_parser", "parse_given", "parse_pretrain_args",
+    "default_workers", "pretrain_parser", "probe_parser", "parse_given", "parse_pretrain_args",
     "config_from_args",
 ]
 
@@ -391,23 +391,13 @@ def _add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
         parser.add_argument(flag, **kw)
 
 
-class SettingsHelpFormatter(HelpFormatter):
-    """:class:`clop.util.cli.HelpFormatter` that shows no "(default: ...)" for a switch: its help says what it
-    changes (``--no-sync-bn``'s default is True, which would read as the switch being on)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.nargs == 0:  # store_true / store_false
-            return action.help or ""
-        return super()._get_help_string(action)
-
-
 def pretrain_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m training.pretrain``: one option per :class:`PretrainConfig` field, then
     ``--smoke`` and ``--no-progress``."""
     p = argparse.ArgumentParser(
         prog="python -m training.pretrain",
         description="Pre-train ResNet-50 with a contrastive loss, with or without the CLOP term (CLOP paper Sec. 5).",
-        formatter_class=SettingsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     _add_settings(p, PretrainConfig)
     p.add_argument("--smoke", action="store_true",
@@ -422,7 +412,7 @@ def probe_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m training.linear_eval",
         description="Top-1/top-5 of a linear classifier on the frozen features of a pre-trained run (CLOP paper Sec. 5).",
-        formatter_class=SettingsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     _add_settings(p, ProbeConfig)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

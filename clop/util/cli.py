@@ -28,11 +28,12 @@ WRITE_FAILED_EXIT = 1
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows "(default: X)" except where the default is None or False (those flags say in words what they
-    default to)."""
+    """Shows "(default: X)" except where the default is None (those flags say in words what they default to)
+    and for switches (store_true / store_false: "(default: True)" beside ``--no-x`` would read as the switch
+    being on; their help says what they change)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or action.default is False:
+        if action.default is None or action.nargs == 0:
             return action.help or ""
         return super()._get_help_string(action)
 

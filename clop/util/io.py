@@ -75,31 +75,43 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _write_failure(path: Path, tmp: Path, exc: BaseException) -> WriteFailedError | None:
+def _size_limit_hit(tmp: Path) -> int | None:
+    """The file-size limit (RLIMIT_FSIZE) when ``tmp`` has reached it, else None."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and tmp.exists() and tmp.stat().st_size >= limit:
+            return int(limit)
+    except (ImportError, OSError, ValueError):
+        pass
+    return None
+
+
+def _write_failure(path: Path, tmp: Path, exc: BaseException, *, blame: bool = True) -> WriteFailedError | None:
     """A :class:`WriteFailedError` when ``exc``, raised while writing ``tmp`` (for ``path``), came from a full
     disk or a file-size limit (whatever the writer made of it: an OSError, or a library's own error such as
-    matplotlib's or torch's); None for any other failure."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        reason = os.strerror(exc.errno)
+    matplotlib's or torch's); None for any other failure. ``blame=False``: only when ``tmp`` itself reached the
+    file-size limit (used to find which of several staged files failed)."""
+    if isinstance(exc, WriteFailedError):
+        return exc
+    code, reason = None, None
+    limit = _size_limit_hit(tmp)
+    if limit is not None:
+        code, reason = errno.EFBIG, os.strerror(errno.EFBIG) + f" (the limit is {limit} bytes)"
+    elif not blame:
+        return None
+    elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        code, reason = exc.errno, os.strerror(exc.errno)
     else:
-        reason = None
         try:
-            import resource
-
-            limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-            if limit != resource.RLIM_INFINITY and tmp.exists() and tmp.stat().st_size >= limit:
-                reason = os.strerror(errno.EFBIG) + f" (the limit is {limit} bytes)"
-        except (ImportError, OSError, ValueError):
+            if shutil.disk_usage(path.parent).free < LOW_SPACE_BYTES:
+                code, reason = errno.ENOSPC, os.strerror(errno.ENOSPC)
+        except OSError:
             pass
-        if reason is None:
-            try:
-                if shutil.disk_usage(path.parent).free < LOW_SPACE_BYTES:
-                    reason = os.strerror(errno.ENOSPC)
-            except OSError:
-                pass
     if reason is None:
         return None
-    err = WriteFailedError(errno.ENOSPC, f"cannot write {str(path)!r}: {reason}; the previous file, if any, is intact")
+    err = WriteFailedError(code, f"cannot write {str(path)!r}: {reason}; the previous file, if any, is intact")
     err.filename = str(path)
     return err
 
@@ -162,9 +174,14 @@ def staged_outputs(folder: str | os.PathLike) -> Iterator[Callable[[str], Path]]
             _fsync_file(tmp)
     except BaseException as exc:
         failure = None
-        if isinstance(exc, Exception):
+        if isinstance(exc, Exception) and staged:
+            # the file that reached the size limit, else the one the error names, else the last one staged
+            named = [n for n, t in staged.items() if getattr(exc, "filename", None) in (str(t), t)]
             for name, tmp in staged.items():
-                failure = failure or _write_failure(folder / name, tmp, exc)
+                failure = failure or _write_failure(folder / name, tmp, exc, blame=False)
+            if failure is None:
+                name = named[0] if named else list(staged)[-1]
+                failure = _write_failure(folder / name, staged[name], exc)
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
         if failure is not None:

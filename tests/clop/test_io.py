@@ -89,3 +89,26 @@ def test_stale_temporaries_of_our_naming_are_removed_and_nothing_else(tmp_path):
     removed = remove_stale_temporaries(tmp_path, ["figure3.png", "table5.csv"])
     assert sorted(removed) == sorted(stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
+
+
+def test_staged_outputs_name_the_file_that_hit_the_size_limit(tmp_path):
+    """Of several staged files, the error names the one that reached the limit, with the right reason."""
+    child = textwrap.dedent(f"""
+        import resource, signal, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from clop.util.cli import run_main
+        from clop.util.io import staged_outputs
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+        def main(argv):
+            with staged_outputs({str(tmp_path)!r}) as stage:
+                stage("small.csv").write_text("a,b\\n1,2\\n")
+                with open(stage("big.png"), "wb") as f:
+                    f.write(b"x" * 5000)
+        sys.exit(run_main(main))
+    """)
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert "big.png" in line and "File too large" in line and "small.csv" not in line, line
+    assert list(tmp_path.iterdir()) == []
