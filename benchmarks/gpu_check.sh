@@ -65,7 +65,11 @@ if [ -z "$SUMMARY" ]; then
 fi
 SUMMARY_DIR=$(dirname "$SUMMARY")
 LOGS="$SUMMARY_DIR/gpu_check_logs"
-[ -n "$WORK" ] || WORK="${TMPDIR:-/tmp}/gpu_check_work.$$"
+if [ -z "$WORK" ]; then  # a fresh, unpredictable folder (mktemp); a dry run only names its pattern
+    if [ "$DRY" = 1 ]; then WORK="${TMPDIR:-/tmp}/gpu_check_work.XXXXXXXX"
+    else WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check_work.XXXXXXXX") || { echo "gpu_check.sh: mktemp -d failed" >&2; exit 2; }
+    fi
+fi
 CUDA=0
 case "$DEVICE" in cuda*) CUDA=1 ;; esac
 

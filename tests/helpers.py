@@ -61,3 +61,25 @@ def refused(main, argv, capsys) -> str:
     assert info.value.code == 2
     err = capsys.readouterr().err
     return err.strip().splitlines()[-1]
+
+
+def cpu_flags() -> set[str]:
+    """The instruction-set flags of this CPU (Linux /proc/cpuinfo; empty where it cannot be read): a test must
+    not run a library built for an instruction set the CPU lacks, which would kill the test process."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def vector_builds() -> list[tuple[str, tuple[str, ...]]]:
+    """(name, compiler flags) of the x86 builds a bit-identity test may run here: the native one, the plain
+    SSE2 baseline, and the AVX2 one only on a CPU that has AVX2."""
+    builds = [("native", ("-march=native",)), ("sse2", ())]
+    if "avx2" in cpu_flags():
+        builds.insert(1, ("avx2", ("-mavx2", "-mno-avx512f")))
+    return builds

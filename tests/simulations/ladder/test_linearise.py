@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from simulations.rungs.linearise import (
-    attraction_step, critical_step, fixed_point, lemma1, minibatch_prediction, simplex_configuration, tangent_model,
+    attraction_step,
+    critical_step,
+    fixed_point,
+    lemma1,
+    minibatch_prediction,
+    simplex_configuration,
+    tangent_model,
 )
 from simulations.rungs.problem import Problem
 from theory import linearisation as lin

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import doctest
-import math
-import pickle
-import socket
-import struct
-from fractions import Fraction
-from pathlib import Path
-
 import numpy as np
 import pytest
+import torch
+
 from training.data.augment import POLICIES, eval_transform, pretrain_transform
 from training.data.catalog import DATASET_INFO
-import torch
 
 pytest.importorskip("torchvision")
 from PIL import Image  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
-
-
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

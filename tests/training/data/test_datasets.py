@@ -9,21 +9,17 @@ makes any socket connection fail the test.
 from __future__ import annotations
 
 import doctest
-import math
 import pickle
 import socket
 import struct
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("torchvision")
 from PIL import Image  # noqa: E402
 from torchvision import datasets as tv_datasets  # noqa: E402
-from torchvision.transforms import v2  # noqa: E402
 
 from training.data import datasets as datasets_module  # noqa: E402
 from training.data import folders as folders_module  # noqa: E402
@@ -31,8 +27,6 @@ from training.data.catalog import DATASET_INFO, DatasetNotFoundError
 from training.data.cifar import write_synthetic_cifar
 from training.data.datasets import load_dataset
 from training.data.folders import TINY_IMAGENET_MD5
-
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

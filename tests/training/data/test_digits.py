@@ -20,14 +20,14 @@ from torchvision.transforms import v2
 from tests.helpers import Killed, dies_at
 from tests.training.data.digit_checks import F_SHAPE, grey_view, looks_mirrored, shifted
 from training import linear_eval, pretrain
-from training.engine.model import ContrastiveModel, SmallConvNet
-from training.config import PretrainConfig, RESUMABLE_CHANGES, changed_settings
+from training.config import RESUMABLE_CHANGES, PretrainConfig, changed_settings
 from training.data.augment import FLIPPING_POLICIES, eval_transform, pretrain_transform
 from training.data.catalog import DATASET_INFO
 from training.data.datasets import load_dataset
 from training.data.digits import digits_split
 from training.data.views import TwoViewDataset, labeled_subset, masked_labels
 from training.engine.build import build_model, build_optimizer
+from training.engine.model import ContrastiveModel, SmallConvNet
 from training.engine.steps import forward_loss
 from training.eval.linear import load_config
 from training.sweeps.grid import points

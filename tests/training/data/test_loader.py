@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import stats
 from PIL import Image
+from scipy import stats
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -37,21 +37,24 @@ from torchvision.transforms.v2 import functional as F
 from tests.helpers import Killed, dies_at
 from tests.training.data.digit_checks import F_SHAPE, grey_view, looks_mirrored
 from training import pretrain
-from training.engine import distributed
+from training.config import ADDED_SETTINGS, RESUMABLE_CHANGES, PretrainConfig
 from training.data import loader as L
-from training.data.augment import DIGITS_JITTER_P, DIGITS_NOISE_SIGMA, DigitsDraws
+from training.data.augment import DIGITS_JITTER_P, DIGITS_NOISE_SIGMA, DigitsDraws, pretrain_transform
 from training.data.augment_batched import (
-    CROP_SCALE, DRAWS_PER_VIEW, BatchedSimCLR, crop_boxes, shift_hue, simclr_params,
+    CROP_SCALE,
+    DRAWS_PER_VIEW,
+    BatchedSimCLR,
+    crop_boxes,
+    shift_hue,
+    simclr_params,
 )
-from training.data.loader import DeviceLoader, check_loader, draw_two_views
-from training.engine.resume import resumed_loader
-from training.engine.steps import BatchOrder
-from training.config import ADDED_SETTINGS, PretrainConfig, RESUMABLE_CHANGES
-from training.data.augment import pretrain_transform
 from training.data.catalog import DATASET_INFO
 from training.data.datasets import load_dataset
+from training.data.loader import DeviceLoader, check_loader, draw_two_views
 from training.data.views import TwoViewDataset, labeled_subset, masked_labels, view_seed
-from training.engine.steps import forward_loss
+from training.engine import distributed
+from training.engine.resume import resumed_loader
+from training.engine.steps import BatchOrder, forward_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

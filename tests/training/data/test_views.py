@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import doctest
 import math
-import pickle
-import socket
-import struct
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,13 +12,10 @@ import torch
 
 pytest.importorskip("torchvision")
 from PIL import Image  # noqa: E402
-from torchvision.transforms import v2  # noqa: E402
 
 from training.data import views as views_module  # noqa: E402
 from training.data.augment import eval_transform, pretrain_transform
 from training.data.views import TwoViewDataset, labeled_subset, masked_labels
-
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

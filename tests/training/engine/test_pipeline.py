@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from training.data.datasets import load_dataset
 
 from clop import prototypes as clop_prototypes
 from training import linear_eval, pretrain
 from training.config import SMOKE, PretrainConfig, config_from_args
 from training.data.catalog import DATASET_INFO
+from training.data.datasets import load_dataset
 from training.data.views import TwoViewDataset, labeled_subset
 from training.engine import model as tmodel
 from training.engine.build import build_objective

@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from training.data.datasets import load_dataset
 
 from clop.metrics import default_rtol
 from tests.helpers import Killed, dies_at
 from training import linear_eval, pretrain
 from training.data.augment import eval_transform
 from training.data.catalog import DATASET_INFO
+from training.data.datasets import load_dataset
 from training.engine.build import build_model
 from training.engine.rundir import Checkpoints
 from training.engine.steps import forward_loss
