@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pickle
 import shutil
 import subprocess
@@ -53,10 +54,13 @@ def marker(tmp_path, monkeypatch) -> Path:
 
 
 def _hostile_run(dst: Path, config: dict | None = None) -> Path:
-    """The fixture run copied to ``dst`` (its config.json replaced by ``config`` when given)."""
+    """The fixture run copied to ``dst`` (its config.json replaced by ``config`` when given), its checkpoint
+    made the newest file as in a finished run (a fresh clone gives the files their checkout order's times)."""
     shutil.copytree(UNTRUSTED / "run", dst, dirs_exist_ok=True)
     if config is not None:
         (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    newest = max(p.stat().st_mtime_ns for p in dst.iterdir())
+    os.utime(dst / "checkpoint.pt", ns=(newest + 10**9, newest + 10**9))
     return dst
 
 
