@@ -6,6 +6,7 @@ Paper: "Preventing collapse in contrastive learning with orthonormal prototypes"
   the norm of the mean unit embedding (Theorem 1's mu), and the geometry of the k unit class means
   c_1..c_k (norm of their sum: zero sum => rank <= k - 1, Sec. 3.2; rank; stable rank; pairwise cosines
   against -1/(k - 1), the simplex ETF, and 0, orthogonal; with prototypes, cosine to the own prototype).
+  :func:`class_mean_shape` gives the singular-value ratios and |cosines| of a set of unit class means.
 * :func:`fit_eta` - the effective Appendix D step between two snapshots of the class means: the eta for
   which c_i' = normalise(c_i - eta m_i), m_i = (1/(k-1)) sum_{j != i} c_j, fits best, with the fit's R^2.
   :func:`eta_table` does this per logged interval of a sequence of snapshots (rows for a CSV).
@@ -93,6 +94,7 @@ __all__ = [
     "critical_lr",
     "unit_class_means",
     "class_geometry",
+    "class_mean_shape",
     "appendix_d_step",
     "fit_eta",
     "fit_steps",
@@ -283,6 +285,35 @@ def class_geometry(
     if protos is not None:
         out["class_proto_cos"] = float((c * _unit_rows(protos.to(c.device))).sum(dim=1).mean())
     return out
+
+
+def class_mean_shape(c: Any) -> dict[str, float]:
+    """The shape of k unit class means c: (k, D) (rows normalised here; NaN rows give NaN): how close they are
+    to the zero-mean subspace of rank k - 1 of Sec. 3.2, and how far from orthogonal. Keys:
+
+    * ``sum_norm``      ||sum_i c_i||: 0 when they sum to zero, sqrt(k) orthonormal, k collapsed.
+    * ``sv_min_ratio``  s_k / s_1, the smallest singular value of C over the largest: 0 at rank k - 1 or
+                        less, 1 for orthonormal means.
+    * ``sv_next_ratio`` s_(k-1) / s_1: away from 0 when the rank is not below k - 1.
+    * ``cos_mean``, ``cos_std``  mean and population std of the k(k-1)/2 cosines c_i . c_j, i < j (-1/(k-1)
+                        for a simplex ETF with std 0; a zero-sum set whose similarities vary has std > 0).
+    * ``abs_cos_mean``  mean of |c_i . c_j|: 0 only when every pair is orthogonal.
+    """
+    t, _ = _as_f64(c, "c", "(k, D)", allow_nan=True)
+    k = t.shape[0]
+    if k < 2:
+        raise ValueError(f"c must hold k >= 2 class means (rows); got shape {tuple(t.shape)}")
+    keys = ("sum_norm", "sv_min_ratio", "sv_next_ratio", "cos_mean", "cos_std", "abs_cos_mean")
+    if bool(torch.isnan(t).any()) or bool((t.abs().amax(dim=1) == 0).any()):
+        return dict.fromkeys(keys, NAN)
+    u = _unit_rows(t)
+    s = torch.linalg.svdvals(u)
+    s = torch.cat([s, torch.zeros(max(0, k - s.numel()), dtype=s.dtype, device=s.device)])  # D < k: zeros
+    iu = torch.triu_indices(k, k, offset=1, device=u.device)
+    cos = (u @ u.T)[iu[0], iu[1]]
+    return {"sum_norm": float(torch.linalg.vector_norm(u.sum(dim=0))), "sv_min_ratio": float(s[k - 1] / s[0]),
+            "sv_next_ratio": float(s[k - 2] / s[0]), "cos_mean": float(cos.mean()),
+            "cos_std": float(cos.std(unbiased=False)), "abs_cos_mean": float(cos.abs().mean())}
 
 
 # --------------------------------------------------------------------------------------------------

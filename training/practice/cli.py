@@ -1,13 +1,17 @@
 """``python -m training.practice``: Section 5 of the CLOP paper in miniature, on real 8x8 digits and a CPU.
 
-    python -m training.practice [--jobs 2] [--seeds 0 1 2] [--epochs 25] [--only lr batch lambda]
+    python -m training.practice [--jobs 2] [--seeds 0 1 2] [--verdict-seeds 12] [--epochs 25] [--only lr batch lambda]
     python -m training.practice --report-only      # redraw the report from the finished runs (or its CSVs)
+    python -m training.practice --seed-blocks 16   # the seed-block study: how many seeds the verdicts need
 
 The grid: :mod:`training.practice.grid`; the runs: :mod:`training.practice.run` (under ``--runs``, default
 runs/practice, ``RUNS/e<epochs>/<run>``, the probe rows also in ``RUNS/e<epochs>/results.csv``); the report
 under ``--out`` (default paper_figures/practice): figures, their CSVs and practice.md
-(:mod:`training.practice.report`, verdicts from :mod:`training.practice.claims`). Exit status: 0 done, 1 some
-point failed (the report uses the others), 2 a refused setting or nothing to report.
+(:mod:`training.practice.report`, verdicts from :mod:`training.practice.claims`). ``--seed-blocks P`` runs (or
+resumes) seeds 0..P-1 at the points that carry a verdict and writes seed_blocks.md/.csv to ``--out`` instead
+(:mod:`training.practice.seeds`). Before anything runs, the expected time is printed
+(:func:`training.practice.grid.estimate_seconds`). Exit status: 0 done, 1 some point failed (the report uses the
+others), 2 a refused setting or nothing to report.
 """
 
 from __future__ import annotations
@@ -15,22 +19,32 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from clop.util.cli import HelpFormatter, check_device
-from clop.util.io import check_output_dir
+from clop.util.io import check_output_dir, staged_outputs
+from training.practice import claims as PC
+from training.practice import seeds as PS
 from training.practice.grid import (
     AXES,
     EPOCHS,
     SEEDS,
     STUDY,
+    VERDICT_SEEDS,
     Grid,
+    carries_verdict,
     make_launch,
     study_points,
 )
-from training.practice.report import report
+from training.practice.report import collect, report
 from training.practice.run import run_study
 from training.sweeps.launch import pretrain_config
+
+BLOCK_SIZES = (6, 8, 12)
+"""Block sizes of the seed-block study (those no larger than the pool)."""
+BLOCK_BOOTS = 200
 
 
 def build_parser(grid: Grid = STUDY) -> argparse.ArgumentParser:
@@ -53,6 +67,12 @@ def build_parser(grid: Grid = STUDY) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, help="points run at once, each a process with one torch thread "
                    f"(default: the CPU count, {os.cpu_count() or 1} here)")
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), metavar="S", help="seeds of every point")
+    p.add_argument("--verdict-seeds", type=int, default=VERDICT_SEEDS, metavar="N", help="the points that carry a "
+                   "verdict also run seeds 0..N-1 (the seed-block study, docs/practice.md, chose the default; 0: only "
+                   "--seeds)")
+    p.add_argument("--seed-blocks", type=int, default=None, metavar="P", help="instead of the study: run seeds "
+                   "0..P-1 at the points that carry a verdict and write seed_blocks.md/.csv (how often verdicts move "
+                   f"between disjoint blocks of {list(BLOCK_SIZES)} seeds) to --out (default: off)")
     p.add_argument("--epochs", type=int, default=EPOCHS, help="pre-training epochs of every point (paper: 200)")
     p.add_argument("--only", nargs="+", choices=AXES, default=None, metavar="AXIS",
                    help=f"run only these axes, some of {list(AXES)} (default: all; the report covers what exists)")
@@ -61,6 +81,26 @@ def build_parser(grid: Grid = STUDY) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N for every run (default: CUDA when present, else CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per finished point is always printed)")
     return p
+
+
+def seed_blocks(points: Sequence, pool: int, out: str, grid: Grid = STUDY) -> list[Path]:
+    """The seed-block study of the finished runs of ``points`` (seeds 0..pool-1): seed_blocks.csv and .md in ``out``."""
+    runs, eta, counts = collect(points, grid)
+    if counts["missing"]:
+        raise ValueError(f"{counts['missing']} of the {counts['planned']} runs of the seed-block pool are not finished; "
+                         "run them first (without --report-only)")
+    start = time.perf_counter()
+    sizes = [n for n in BLOCK_SIZES if n < pool]
+
+    def judge(r, e):
+        return PC.all_claims(r, e, lrs=grid.lrs, batches=grid.batches)
+
+    table = PS.agreement(runs, eta, judge, list(range(pool)), sizes, BLOCK_BOOTS)
+    with staged_outputs(out) as stage:
+        table.to_csv(stage("seed_blocks.csv"), index=False)
+        stage("seed_blocks.md").write_text(PS.markdown(table, list(range(pool)), sizes, BLOCK_BOOTS,
+                                                       time.perf_counter() - start))
+    return [Path(out) / "seed_blocks.csv", Path(out) / "seed_blocks.md"]
 
 
 def main(argv: Sequence[str] | None = None, *, grid: Grid = STUDY) -> int:
@@ -74,9 +114,18 @@ def main(argv: Sequence[str] | None = None, *, grid: Grid = STUDY) -> int:
         parser.error(f"--epochs must be an integer >= 1; got {args.epochs}")
     if any(s < 0 for s in args.seeds) or len(set(args.seeds)) < len(args.seeds):
         parser.error(f"--seeds must be distinct integers >= 0; got {args.seeds}")
+    if args.verdict_seeds < 0:
+        parser.error(f"--verdict-seeds must be an integer >= 0; got {args.verdict_seeds}")
+    if args.seed_blocks is not None and args.seed_blocks < 2 * min(BLOCK_SIZES):
+        parser.error(f"--seed-blocks must be an integer >= {2 * min(BLOCK_SIZES)} (two blocks of {min(BLOCK_SIZES)}); "
+                     f"got {args.seed_blocks}")
     try:
         check_device(args.device, "--device")
-        points = study_points(args.only, args.seeds, args.epochs, args.runs, grid)
+        if args.seed_blocks is None:
+            points = study_points(args.only, args.seeds, args.epochs, args.runs, grid, args.verdict_seeds)
+        else:
+            pool = study_points(["lr", "batch"], [0], args.epochs, args.runs, grid, args.seed_blocks)
+            points = [p for p in pool if carries_verdict(p)]
         launch = make_launch(args.runs, args.epochs, args.device, args.data_root)
         for point in points:  # training.pretrain's own checks (device included), before anything runs
             pretrain_config(point, launch)
@@ -88,7 +137,10 @@ def main(argv: Sequence[str] | None = None, *, grid: Grid = STUDY) -> int:
     failures = [] if args.report_only else run_study(points, launch, args.jobs, progress=not args.no_progress)
     status = 0
     try:
-        written = report(points, args.out, from_csv_if_empty=args.report_only, grid=grid)
+        if args.seed_blocks is not None:
+            written = seed_blocks(points, args.seed_blocks, args.out, grid)
+        else:
+            written = report(points, args.out, from_csv_if_empty=args.report_only, grid=grid)
         print(f"practice: report in {args.out} ({', '.join(sorted(p.name for p in written))})", file=sys.stderr)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
