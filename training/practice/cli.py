@@ -68,7 +68,7 @@ def build_parser(grid: Grid = STUDY) -> argparse.ArgumentParser:
                    f"(default: the CPU count, {os.cpu_count() or 1} here)")
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), metavar="S", help="seeds of every point")
     p.add_argument("--verdict-seeds", type=int, default=VERDICT_SEEDS, metavar="N", help="the points that carry a "
-                   "verdict also run seeds 0..N-1 (the seed-block study, docs/practice.md, chose the default; 0: only "
+                   "verdict also run seeds 0..N-1 (default: 6, the least clop.stats decides on; 0: only "
                    "--seeds)")
     p.add_argument("--seed-blocks", type=int, default=None, metavar="P", help="instead of the study: run seeds "
                    "0..P-1 at the points that carry a verdict and write seed_blocks.md/.csv (how often verdicts move "

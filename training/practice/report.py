@@ -270,6 +270,23 @@ def _deciding(c: PC.Claim) -> list:
     return [f for f in c.findings if f.role == "verdict"]
 
 
+def deciding(c: PC.Claim):
+    """The finding that decides the claim's verdict: for ``holds`` the verdict finding nearest to flipping (the
+    smallest margin), for ``fails`` the failing finding farthest from flipping; else None."""
+    if c.verdict == "holds":
+        mine = [f for f in _deciding(c) if f.verdict == "holds"]
+        return min(mine, key=lambda f: f.margin) if mine else None
+    if c.verdict == "fails":
+        mine = [f for f in _deciding(c) if f.verdict == "fails"]
+        return max(mine, key=lambda f: f.margin) if mine else None
+    return None
+
+
+def _deciding_text(c: PC.Claim) -> str:
+    f = deciding(c)
+    return "—" if f is None else f"{f.scope}: {f.measured}: {f.interval_text()}, margin {f.margin_text()}"
+
+
 def _one_line(c: PC.Claim) -> str:
     """The claim's result for its record: the summary and its deciding findings with interval, n and margin."""
     parts = [f"{f.scope}: {f.interval_text()}, {f.verdict}, margin {f.margin_text()}" for f in _deciding(c)]
@@ -359,9 +376,11 @@ def _rules(claims: list[PC.Claim]) -> list[str]:
 
 def _verdicts(claims: list[PC.Claim]) -> list[str]:
     """The verdict table, how verdicts are computed, and each claim in full."""
-    lines = ["## Verdicts", "", "| # | claim | verdict | result |", "|---|---|---|---|"]
+    lines = ["## Verdicts", "", "| # | claim | verdict | deciding finding | result |", "|---|---|---|---|---|"]
     for i, c in enumerate(claims, 1):
-        lines.append(f"| {i} | {c.key} | **{c.verdict}** | {c.summary} |")
+        lines.append(f"| {i} | {c.key} | **{c.verdict}** | {_deciding_text(c)} | {c.summary} |")
+    lines += ["", "The deciding finding of a claim that holds is its verdict finding nearest to flipping (the smallest "
+              "margin); of a claim that fails, its failing finding farthest from flipping."]
     lines += [""] + _rules(claims) + ["## Claims", ""]
     for i, c in enumerate(claims, 1):
         lines += _claim_md(i, c)
