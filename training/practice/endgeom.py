@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clop.util.device import torch_threads
 from training.eval.evaluate import embed, load_heldout
 from training.eval.geometry import class_mean_shape
 from training.eval.linear import load_run
@@ -45,9 +46,13 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / torch.where(n > 0, n, torch.ones_like(n))
 
 
-def _values(u: torch.Tensor, y: torch.Tensor, k: int) -> dict[str, float]:
-    means = torch.stack([u[y == i].mean(dim=0) for i in range(k)])
-    return {"mu_norm": float(torch.linalg.vector_norm(u.mean(dim=0))), **class_mean_shape(_unit(means))}
+def _values(u: torch.Tensor, counts: torch.Tensor, k: int) -> dict[str, float]:
+    """The values of :data:`END_KEYS` for a draw of the images: counts (k, N), how often image n is drawn for
+    class i (a row sums to that class's size), so that the class means and the mean of all drawn images are
+    weighted sums of the rows of u (N, D)."""
+    means = (counts / counts.sum(dim=1, keepdim=True)) @ u
+    overall = (counts.sum(dim=0) / counts.sum()) @ u
+    return {"mu_norm": float(torch.linalg.vector_norm(overall)), **class_mean_shape(_unit(means))}
 
 
 def end_geometry(z, y, k: int, *, boots: int = BOOTSTRAPS, seed: int = 0) -> dict[str, float]:
@@ -66,13 +71,19 @@ def end_geometry(z, y, k: int, *, boots: int = BOOTSTRAPS, seed: int = 0) -> dic
     if not bool(torch.isfinite(zt).all()):
         return out
     u = _unit(zt)
+    n = u.shape[0]
     rng = np.random.default_rng(seed)
-    members = [torch.as_tensor(np.flatnonzero(yt.numpy() == i)) for i in range(k)]
-    draws = []
-    for _ in range(boots):
-        idx = torch.cat([m[torch.as_tensor(rng.integers(0, len(m), len(m)))] for m in members])
-        draws.append(_values(u[idx], yt[idx], k))
-    for key, value in _values(u, yt, k).items():
+    members = [np.flatnonzero(yt.numpy() == i) for i in range(k)]
+
+    def counts(draw: list[np.ndarray]) -> torch.Tensor:
+        c = np.zeros((k, n))
+        for i, picked in enumerate(draw):
+            np.add.at(c[i], picked, 1.0)
+        return torch.from_numpy(c)
+
+    # A draw redraws the images of each class with replacement (numpy's generator, class by class).
+    draws = [_values(u, counts([m[rng.integers(0, len(m), len(m))] for m in members]), k) for _ in range(boots)]
+    for key, value in _values(u, counts(members), k).items():
         out[f"end_{key}"] = value
         out[f"res_{key}"] = float(np.std([d[key] for d in draws], ddof=1))
     return out
@@ -80,9 +91,11 @@ def end_geometry(z, y, k: int, *, boots: int = BOOTSTRAPS, seed: int = 0) -> dic
 
 def run_end_geometry(run: str | Path, *, boots: int = BOOTSTRAPS) -> dict[str, float]:
     """:func:`end_geometry` of the held-out images of the finished run in ``run`` (its own seed draws the
-    bootstrap)."""
+    bootstrap), on one torch thread: the tensors are small, and on a shared CPU a second thread's
+    synchronisation per operation costs several times what it gains."""
     device = torch.device("cpu")
-    cfg, model, _ = load_run(run, device)
-    held = load_heldout(cfg)
-    z = embed(model, held.x, device)[1]
-    return end_geometry(z.numpy(), held.y.numpy(), held.k, boots=boots, seed=cfg.seed)
+    with torch_threads(1):
+        cfg, model, _ = load_run(run, device)
+        held = load_heldout(cfg)
+        z = embed(model, held.x, device)[1]
+        return end_geometry(z.numpy(), held.y.numpy(), held.k, boots=boots, seed=cfg.seed)
