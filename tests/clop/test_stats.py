@@ -182,3 +182,48 @@ def test_holm_keeps_strong_fails_and_drops_weak_ones_in_a_large_family():
     keep = ps.holm_fails(family, [judge] * len(family))
     assert keep[0] and not keep[1] and not any(keep[2:])
     assert ps.holm_fails([weak], [judge]) == [True]  # a family of one: no correction
+
+
+def test_margin_at_the_edges_of_the_negligible_band():
+    """The margin is the distance, in SE, to the nearest threshold +- the decision margin: at +-negligible it
+    shrinks to ~0 as an interval's end reaches -+(negligible - 2 SE), and the verdict changes just past it."""
+    judge = ps.raises_judge(1.0)
+    se = 0.1
+    half = ps._t_quantile(99) * se
+    edge = 1.0 - ps.DECISION_MARGIN_SE * se - half  # the mean whose high end sits on +negligible - m
+    inside = _gain(edge - 0.01, se)
+    assert ps.direction_verdict(inside, 1.0)[0] == "fails"
+    assert ps.margin_se(inside, judge) == pytest.approx(0.1, abs=1e-6)
+    assert ps.direction_verdict(_gain(edge + 0.01, se), 1.0)[0] == "inconclusive"
+    # at -negligible: an interval within the band that does not lie below -m (else it fails that way too)
+    se = 0.2
+    half = ps._t_quantile(99) * se
+    edge = -1.0 + ps.DECISION_MARGIN_SE * se + half  # the mean whose low end sits on -negligible + m
+    inside = _gain(edge + 0.01, se)
+    assert ps.direction_verdict(inside, 1.0)[0] == "fails" and inside.high > -ps.DECISION_MARGIN_SE * se
+    assert ps.margin_se(inside, judge) == pytest.approx(0.05, abs=1e-6)
+    assert ps.direction_verdict(_gain(edge - 0.01, se), 1.0)[0] == "inconclusive"
+    # within the band and below 0 as well: fails either way, so the margin is to leaving both
+    both = _gain(-0.59, 0.1)
+    assert ps.direction_verdict(both, 1.0)[0] == "fails"
+    assert ps.margin_se(both, judge) == pytest.approx((1.0 - 0.2 - both.high) / 0.1, rel=1e-6)
+    # the holds side: the low end must clear +m and the high end +negligible + m
+    se = 0.1
+    half = ps._t_quantile(99) * se
+    top = 1.0 + ps.DECISION_MARGIN_SE * se - half  # the mean whose high end sits on negligible + m
+    assert ps.direction_verdict(_gain(top - 0.01, se), 1.0)[0] == "inconclusive"
+    just = _gain(top + 0.01, se)
+    assert ps.direction_verdict(just, 1.0)[0] == "holds" and ps.margin_se(just, judge) == pytest.approx(0.1, abs=1e-6)
+
+
+def test_degenerate_samples_are_decided_only_through_the_resolution():
+    """Six identical differences: without a resolution nothing is decided (SE = 0, margin NaN); with one, the
+    spread is the resolution's and the margin is finite."""
+    bare = ps.paired_gain([2.0] * 6)
+    assert bare.se == 0 and ps.direction_verdict(bare, 1.0)[0] == "inconclusive"
+    assert math.isnan(ps.margin_se(bare, ps.raises_judge(1.0)))
+    floored = ps.paired_gain([2.0] * 6, resolution=0.3)
+    assert floored.floored and floored.se == pytest.approx(0.3 / math.sqrt(6))
+    assert ps.direction_verdict(floored, 1.0)[0] == "holds"
+    assert 0 < ps.margin_se(floored, ps.raises_judge(1.0)) < math.inf
+    assert ps.direction_verdict(ps.paired_gain([2.0] * 5, resolution=0.3), 1.0)[0] == "inconclusive"  # n < 6

@@ -6,6 +6,7 @@ Paper: "Preventing collapse in contrastive learning with orthonormal prototypes"
   the norm of the mean unit embedding (Theorem 1's mu), and the geometry of the k unit class means
   c_1..c_k (norm of their sum: zero sum => rank <= k - 1, Sec. 3.2; rank; stable rank; pairwise cosines
   against -1/(k - 1), the simplex ETF, and 0, orthogonal; with prototypes, cosine to the own prototype).
+  :func:`class_mean_shape` gives the singular-value ratios and |cosines| of a set of unit class means.
 * :func:`fit_eta` - the effective Appendix D step between two snapshots of the class means: the eta for
   which c_i' = normalise(c_i - eta m_i), m_i = (1/(k-1)) sum_{j != i} c_j, fits best, with the fit's R^2.
   :func:`eta_table` does this per logged interval of a sequence of snapshots (rows for a CSV).
@@ -35,9 +36,10 @@ directions in R^D). Two blind spots of the projection, both reported:
   configuration that InfoNCE / SupCon reach (Sec. 3.2), where the Appendix D step predicts no motion at
   all; and for collapsed means (m_i = c_i, pole eta = 1). Near such configurations the fit is drawn
   towards the pole (s_min ~ ||sum_i c_i|| for near-zero-sum means). Hence
-  ``s_min`` = min_i ||c_i - eta_eff m_i|| (near 0: spurious fit) and ``r2_step``, the R^2 of the actual
-  normalised step, 1 - sum_i ||c_i' - step_i(eta_eff)||^2 / sum_i ||c_i' - c_i||^2 (can be < 0: the step
-  predicts worse than "no change"). Trust eta_eff when r2 and r2_step are both near 1.
+  ``s_min`` = min_i ||c_i - eta_eff m_i|| (near 0: spurious fit). The fit of the normalised steps
+  themselves (``eta_step`` below) has no pole: it compares c_i' with the step's prediction, sign and all,
+  and its ``r2_step`` says how much of the motion the fitted steps explain. Trust eta_eff when r2 and
+  r2_step are both near 1.
 * no motion. When SST <= k rtol^2 (every class mean turned by at most rtol radians, rtol below) the
   change is round-off: eta_eff, r2 and the rest are NaN. Likewise when sum_i ||P_i m_i||^2 <= k rtol^2:
   every c_i' lies along m_i, the limit eta -> -inf, and no finite eta is determined.
@@ -45,8 +47,27 @@ directions in R^D). Two blind spots of the projection, both reported:
 Many optimiser steps per logged interval. n steps of a small eta compound to ~one step of n eta (to first
 order in eta, while m_i barely changes), so eta_eff is per interval and ``steps`` is reported for the
 caller to divide. ``eta_step`` is the exact alternative: the per-step eta for which n repeated Appendix D
-steps fit best (nonlinear least squares on c_next - step^n(c, eta), Gauss-Newton from eta_eff/n,
-derivative propagated through the steps); for n = 1 it is the nonlinear fit of the normalised step itself.
+steps fit best, by nonlinear least squares on c_next - step^n(c, eta) (:func:`fit_steps`):
+
+* it starts from the best point of a fixed grid of etas (:data:`ETA_GRID`, -10 ... 100) and refines the
+  best two local minima of the grid by Gauss-Newton. A start from eta_eff / n can land in the basin of
+  another minimum: with an even n near collapse, steps of eta and of eta' with
+  (1 + eta'/(k-1))/(1 - eta') = -(1 + eta/(k-1))/(1 - eta) give the same n-step map (for k = 10, eta = 3 and
+  eta' = -0.43), and the data cannot tell them apart. When the runner-up minimum fits within
+  :data:`ALIAS_CHI2` residual variances of the best, the interval does not determine eta: eta_step is NaN.
+* its standard error ``eta_step_se`` = sqrt(s^2 / h): s^2 = SSR / (k (D - 1) - 1), the residual variance
+  per tangent dimension, h = ||d step^n / d eta||^2 the Gauss-Newton curvature.
+* ``r2_step`` is the R^2 of the fitted n-step map against "no change": 1 - ||c_next - step^n(c, eta_step)||^2
+  / ||c_next - c||^2 (can be < 0).
+
+One interval's estimate is noisy, and near a fixed point of the step (zero-sum means, where every eta
+predicts no motion) or at collapse its apparent precision is noise: a fit of independent noise in c and
+c_next finds the eta that damps the noise of c (eta ~ 1), with a small SE. The maximum of such estimates
+over a run grows with the number of intervals. :func:`pooled_eta` combines the intervals of a run instead:
+the inverse-variance weighted mean of eta_step over the intervals whose n-step fit explains at least
+:data:`MIN_R2_STEP` of the motion (stationary intervals explain ~0 of their noise), with its standard
+error. On noisy Appendix D trajectories (tests/training/eval/test_geometry.py) it is within a few per cent
+of the true eta, where the maximum over intervals and the mean of the per-interval estimates are not.
 
 Conventions: inputs are torch tensors (any device, real dtype; detached) or numpy arrays; everything is
 computed in float64 (on the CPU for MPS input). Round-off tolerances follow :func:`clop.metrics.default_rtol`:
@@ -73,9 +94,15 @@ __all__ = [
     "critical_lr",
     "unit_class_means",
     "class_geometry",
+    "class_mean_shape",
     "appendix_d_step",
     "fit_eta",
+    "fit_steps",
     "eta_table",
+    "pooled_eta",
+    "ETA_GRID",
+    "ALIAS_CHI2",
+    "MIN_R2_STEP",
 ]
 
 NAN = float("nan")
@@ -86,9 +113,18 @@ GEOMETRY_KEYS = (
     "class_cos_mean", "class_cos_std", "class_cos_gap_etf", "class_cos_gap_orth", "class_proto_cos",
 )
 #: keys of :func:`fit_eta`
-FIT_KEYS = ("eta_eff", "eta_step", "steps", "r2", "r2_step", "sst", "ssr", "s_min")
+FIT_KEYS = ("eta_eff", "eta_step", "steps", "r2", "r2_step", "sst", "ssr", "s_min", "eta_step_se")
 #: keys of :func:`eta_table` rows
 TABLE_KEYS = ("interval", *FIT_KEYS, "mu_norm_before", "mu_norm_after", "eta_crit")
+
+ETA_GRID = tuple(sorted({0.0, *(-(10.0 ** (e / 10)) for e in range(-20, 11)), *(10.0 ** (e / 10) for e in range(-20, 21))}))
+"""Per-step etas tried before the nonlinear fit of eta_step: 0 and +-10^(j/10) from 0.01 to 10 (negative) and
+to 100 (positive), 72 values, 26 % apart."""
+ALIAS_CHI2 = 6.63
+"""A second minimum of the n-step fit whose residual exceeds the best one's by less than this many residual
+variances (the 99 % point of chi^2 with 1 degree of freedom) makes eta_step undetermined (NaN)."""
+MIN_R2_STEP = 0.5
+"""Intervals whose n-step fit explains less of the motion than this are left out of :func:`pooled_eta`."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -251,6 +287,35 @@ def class_geometry(
     return out
 
 
+def class_mean_shape(c: Any) -> dict[str, float]:
+    """The shape of k unit class means c: (k, D) (rows normalised here; NaN rows give NaN): how close they are
+    to the zero-mean subspace of rank k - 1 of Sec. 3.2, and how far from orthogonal. Keys:
+
+    * ``sum_norm``      ||sum_i c_i||: 0 when they sum to zero, sqrt(k) orthonormal, k collapsed.
+    * ``sv_min_ratio``  s_k / s_1, the smallest singular value of C over the largest: 0 at rank k - 1 or
+                        less, 1 for orthonormal means.
+    * ``sv_next_ratio`` s_(k-1) / s_1: away from 0 when the rank is not below k - 1.
+    * ``cos_mean``, ``cos_std``  mean and population std of the k(k-1)/2 cosines c_i . c_j, i < j (-1/(k-1)
+                        for a simplex ETF with std 0; a zero-sum set whose similarities vary has std > 0).
+    * ``abs_cos_mean``  mean of |c_i . c_j|: 0 only when every pair is orthogonal.
+    """
+    t, _ = _as_f64(c, "c", "(k, D)", allow_nan=True)
+    k = t.shape[0]
+    if k < 2:
+        raise ValueError(f"c must hold k >= 2 class means (rows); got shape {tuple(t.shape)}")
+    keys = ("sum_norm", "sv_min_ratio", "sv_next_ratio", "cos_mean", "cos_std", "abs_cos_mean")
+    if bool(torch.isnan(t).any()) or bool((t.abs().amax(dim=1) == 0).any()):
+        return dict.fromkeys(keys, NAN)
+    u = _unit_rows(t)
+    s = torch.linalg.svdvals(u)
+    s = torch.cat([s, torch.zeros(max(0, k - s.numel()), dtype=s.dtype, device=s.device)])  # D < k: zeros
+    iu = torch.triu_indices(k, k, offset=1, device=u.device)
+    cos = (u @ u.T)[iu[0], iu[1]]
+    return {"sum_norm": float(torch.linalg.vector_norm(u.sum(dim=0))), "sv_min_ratio": float(s[k - 1] / s[0]),
+            "sv_next_ratio": float(s[k - 2] / s[0]), "cos_mean": float(cos.mean()),
+            "cos_std": float(cos.std(unbiased=False)), "abs_cos_mean": float(cos.abs().mean())}
+
+
 # --------------------------------------------------------------------------------------------------
 # the theory bridge: the Appendix D step
 
@@ -310,6 +375,59 @@ def _compound_fit(c: torch.Tensor, c_next: torch.Tensor, steps: int, eta0: float
     return NAN
 
 
+def _grid_losses(a: torch.Tensor, b: torch.Tensor, steps: int, etas: torch.Tensor) -> torch.Tensor:
+    """||b - step^steps(a, eta)||_F^2 for every eta of ``etas`` (batched in chunks of at most 2^22 numbers)."""
+    k = a.shape[0]
+    chunk = max(1, (1 << 22) // a.numel())
+    out = []
+    for part in etas.split(chunk):
+        x = a.expand(len(part), *a.shape)
+        e = part[:, None, None]
+        for _ in range(steps):
+            v = x - e * (x.sum(dim=1, keepdim=True) - x) / (k - 1)
+            n = torch.linalg.vector_norm(v, dim=2, keepdim=True)
+            x = v / torch.where(n > 0, n, torch.ones_like(n))
+        out.append(((b - x) ** 2).sum(dim=(1, 2)))
+    return torch.cat(out)
+
+
+def fit_steps(c: torch.Tensor, c_next: torch.Tensor, steps: int) -> dict[str, float]:
+    """The per-step eta of ``steps`` Appendix D steps from unit rows c: (k, D) to unit rows c_next: (k, D).
+
+    Least squares on c_next - step^steps(c, eta): the losses on :data:`ETA_GRID`, Gauss-Newton from the
+    best two local minima of the grid; NaN when the runner-up fits within :data:`ALIAS_CHI2` residual
+    variances of the best (module docstring; ``r2_step`` is then still that of the best). Returns
+    ``eta_step``, ``eta_step_se`` and ``r2_step``.
+    float64 tensors in (on any device).
+    """
+    nan = {"eta_step": NAN, "eta_step_se": NAN, "r2_step": NAN}
+    k, d = c.shape
+    grid = torch.tensor(ETA_GRID, dtype=c.dtype, device=c.device)
+    loss = _grid_losses(c, c_next, steps, grid)
+    inner = (loss[1:-1] <= loss[:-2]) & (loss[1:-1] <= loss[2:])
+    minima = [i + 1 for i in torch.nonzero(inner).flatten().tolist()]
+    minima += [i for i in (0, len(grid) - 1) if not minima or loss[i] < loss[minima].min()]
+    minima = sorted(minima, key=lambda i: float(loss[i]))[:2]
+    fits = []
+    for i in minima:
+        eta = _compound_fit(c, c_next, steps, float(grid[i]))
+        if math.isfinite(eta) and abs(eta) <= 10 * ETA_GRID[-1]:  # else drifting to eta -> inf: no minimum
+            x = _steps_with_tangent(c, eta, steps)[0]
+            fits.append((float(((c_next - x) ** 2).sum()), eta))
+    if not fits:  # no finite minimum: the best eta of the grid says how little the steps explain
+        return {**nan, "r2_step": 1.0 - float(loss.min()) / float(((c_next - c) ** 2).sum())}
+    fits.sort()
+    ssr, eta = fits[0]
+    dof = max(1, k * (d - 1) - 1)
+    s2 = ssr / dof
+    r2 = 1.0 - ssr / float(((c_next - c) ** 2).sum())
+    if len(fits) > 1 and abs(fits[1][1] - eta) > 1e-6 * (1.0 + abs(eta)) and fits[1][0] - ssr < ALIAS_CHI2 * s2:
+        return {**nan, "r2_step": r2}  # two etas explain the motion equally well
+    dx = _steps_with_tangent(c, eta, steps)[1]
+    h = float((dx * dx).sum())
+    return {"eta_step": eta, "eta_step_se": math.sqrt(s2 / h) if h > 0 else math.inf, "r2_step": r2}
+
+
 def fit_eta(c: Any, c_next: Any, *, steps: int = 1, rtol: float | None = None) -> dict[str, float]:
     """Fit the Appendix D step to the change of the unit class means from c: (k, D) to c_next: (k, D).
 
@@ -319,18 +437,20 @@ def fit_eta(c: Any, c_next: Any, *, steps: int = 1, rtol: float | None = None) -
     :func:`clop.metrics.default_rtol` (k, D, eps of the inputs' dtype). Keys (module doc for the derivation):
 
     * ``eta_eff``  projected least-squares eta of ONE Appendix D step for the whole interval.
-    * ``eta_step`` per-step eta: ``steps`` repeated steps fitted by nonlinear least squares (= eta_eff
-                   on exact one-step data; ~ eta_eff/steps for small steps, to first order only).
+    * ``eta_step`` per-step eta: ``steps`` repeated steps fitted by nonlinear least squares from the best
+                   of a grid (:func:`fit_steps`; = eta_eff on exact one-step data; ~ eta_eff/steps for
+                   small steps, to first order only); NaN when two etas fit equally well.
+    * ``eta_step_se`` its standard error from the residual variance and the fit's curvature.
     * ``steps``    as given (float), for the caller to divide eta_eff by.
     * ``r2``       1 - SSR/SST of the projected fit, in [0, 1]; ``sst`` = sum_i sin^2 angle(c_i, c_i'),
                    ``ssr`` its residual sum of squares.
-    * ``r2_step``  R^2 of the normalised step at eta_eff against "no change" (can be < 0).
+    * ``r2_step``  R^2 of the ``steps`` fitted steps at eta_step against "no change" (can be < 0).
     * ``s_min``    min_i ||c_i - eta_eff m_i||; ~0 flags the pole (spurious fit of zero-sum means).
 
     When sst <= k rtol^2 (no measurable motion) or sum_i ||P_i m_i||^2 <= k rtol^2 (c_i' along m_i for
-    every i: eta -> -inf) every key but ``steps`` and ``sst`` is NaN. ``eta_step`` is also NaN when
-    Gauss-Newton finds no finite minimiser within 100 iterations (e.g. an unrelated change, whose best
-    fit drifts to eta -> inf), and it inherits a pole from eta_eff (check ``s_min``, ``r2_step``).
+    every i: eta -> -inf) every key but ``steps`` and ``sst`` is NaN. ``eta_step`` (with ``eta_step_se``
+    and ``r2_step``) is also NaN when Gauss-Newton finds no finite minimiser within 100 iterations or the
+    interval does not determine it (:func:`fit_steps`).
     """
     a, eps_a = _as_f64(c, "c", "(k, D)", allow_nan=True)
     b, eps_b = _as_f64(c_next, "c_next", "(k, D)", allow_nan=True)
@@ -360,16 +480,9 @@ def fit_eta(c: Any, c_next: Any, *, steps: int = 1, rtol: float | None = None) -
     eta = float((pc * pm).sum()) / sxx
     res = pc - eta * pm
     ssr = float((res * res).sum())
-    step = appendix_d_step(a, eta)
-    chord = float(((b - a) ** 2).sum())
-    out.update(
-        eta_eff=eta,
-        r2=1.0 - ssr / sst,
-        ssr=ssr,
-        r2_step=1.0 - float(((b - step) ** 2).sum()) / chord,
-        s_min=float(torch.linalg.vector_norm(a - eta * m, dim=1).min()),
-        eta_step=_compound_fit(a, b, steps, eta / steps),
-    )
+    out.update(eta_eff=eta, r2=1.0 - ssr / sst, ssr=ssr,
+               s_min=float(torch.linalg.vector_norm(a - eta * m, dim=1).min()))
+    out.update(fit_steps(a, b, steps))
     return out
 
 
@@ -401,3 +514,20 @@ def eta_table(
         fit = fit_eta(snaps[t], snaps[t + 1], steps=per[t], rtol=rtol)  # original dtypes: their eps
         rows.append({"interval": float(t), **fit, "mu_norm_before": mu(mats[t]), "mu_norm_after": mu(mats[t + 1]), "eta_crit": crit})
     return rows
+
+
+def pooled_eta(eta_step: Any, eta_step_se: Any, r2_step: Any, *, min_r2: float = MIN_R2_STEP) -> tuple[float, float, int]:
+    """One per-step eta for a set of intervals (e.g. a run's): the inverse-variance weighted mean of the
+    finite ``eta_step`` whose ``r2_step`` >= ``min_r2`` and whose ``eta_step_se`` is finite and > 0.
+
+    Inputs: equal-length sequences (rows of :func:`eta_table` or geometry.csv). Returns (eta, its standard
+    error, intervals used); (NaN, NaN, 0) when none qualifies. The module docstring says why not a maximum.
+    """
+    e, s, r = (np.asarray(x, dtype=np.float64).reshape(-1) for x in (eta_step, eta_step_se, r2_step))
+    if not (e.shape == s.shape == r.shape):
+        raise ValueError(f"eta_step, eta_step_se and r2_step must have the same length; got {e.size}, {s.size}, {r.size}")
+    ok = np.isfinite(e) & np.isfinite(s) & (s > 0) & np.isfinite(r) & (r >= min_r2)
+    if not ok.any():
+        return NAN, NAN, 0
+    w = 1.0 / s[ok] ** 2
+    return float((w * e[ok]).sum() / w.sum()), float(1.0 / math.sqrt(w.sum())), int(ok.sum())

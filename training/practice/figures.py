@@ -17,13 +17,22 @@ import numpy as np
 import pandas as pd
 
 from training.eval.evaluate import COLLAPSE_MEAN_NORM
-from training.eval.geometry import critical_lr
-from training.practice import claims as PC
+from training.eval.geometry import MIN_R2_STEP, critical_lr
+from training.practice.claims import BASELINES, OPT_NAMES, SUM_SMALL, SV_SMALL
 from training.practice.grid import STUDY
+from training.practice.table import K, variant_name
 from training.sweeps.grid import COMPARISON, VARIANTS
 
-FIGURE_METRICS = (("mu_norm", "μ = ‖mean unit embedding‖"), ("class_rank", "numerical rank of the k class means"),
-                  ("class_stable_rank", "stable rank of the k class means"))
+FIGURE_METRICS = (("mu_norm", "μ = ‖mean unit embedding‖"), ("sum_norm", "‖Σ c_i‖ of the k unit class means"),
+                  ("sv_min_ratio", "s_k / s_1 of the k class means"), ("abs_cos_mean", "mean |cos| of the class pairs"))
+"""The rows of collapse.png: end-of-run keys of :mod:`training.practice.endgeom` and their axis labels."""
+_GUIDES = {
+    "mu_norm": ((COLLAPSE_MEAN_NORM, "complete collapse (0.999)"),),
+    "sum_norm": ((K, "k: collapsed"), (K ** 0.5, "√k: orthonormal"), (SUM_SMALL, "about zero (claim)")),
+    "sv_min_ratio": ((1.0, "1: orthonormal"), (SV_SMALL, "rank k − 1 below (claim)")),
+    "abs_cos_mean": ((1.0, "1: collapsed"), (1 / (K - 1), "1/(k−1): simplex ETF")),
+}
+_LIMITS = {"mu_norm": (0, 1.05), "sum_norm": (0, K + 0.5), "sv_min_ratio": (0, 1.05), "abs_cos_mean": (0, 1.05)}
 
 
 
@@ -124,7 +133,7 @@ def plot_figure7(data: pd.DataFrame, png: Path, epochs: str) -> None:
         ax.set_xticklabels([f"{x:g}" for x in xs])
         ax.minorticks_off()
         ax.set_xlabel("learning rate used = base_lr × batch/256 (batch 256; log scale)")
-        ax.set_title(f"{PC.OPT_NAMES[opt]}")
+        ax.set_title(f"{OPT_NAMES[opt]}")
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("top-1 linear-probe accuracy on the 359 test digits (%)")
     _finish(fig, png, axes[0][0], f"Figure 7 in miniature: top-1 vs learning rate, LARS and SGD, each loss with and "
@@ -135,7 +144,7 @@ def plot_figure7(data: pd.DataFrame, png: Path, epochs: str) -> None:
 def plot_collapse(data: pd.DataFrame, png: Path, epochs: str) -> None:
     plt = _plt()
     opts = [o for o in STUDY.optimizers if o in set(data["optimizer"])]
-    fig, axes = plt.subplots(len(FIGURE_METRICS), len(opts), figsize=(max(6.2 * len(opts), 9.5), 10.5), sharex=True,
+    fig, axes = plt.subplots(len(FIGURE_METRICS), len(opts), figsize=(max(6.2 * len(opts), 9.5), 13.0), sharex=True,
                              squeeze=False)
     fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.14, hspace=0.12, wspace=0.12)
     for r, (key, name) in enumerate(FIGURE_METRICS):
@@ -143,16 +152,10 @@ def plot_collapse(data: pd.DataFrame, png: Path, epochs: str) -> None:
             ax = axes[r][c]
             d = data[(data["metric"] == key) & ((data["optimizer"] == opt) | (data["kind"] == "reference"))]
             _lines(ax, d, "lr", jitter=0.02)
-            if key == "mu_norm":
-                ax.axhline(COLLAPSE_MEAN_NORM, color="k", linewidth=0.8)
-                ax.text(0.01, COLLAPSE_MEAN_NORM, " complete collapse (0.999)", transform=ax.get_yaxis_transform(),
-                        va="bottom", fontsize=7.5)
-                ax.set_ylim(0, 1.05)
-            else:
-                for y, t in ((PC.K, "k: orthonormal"), (PC.K - 1, "k − 1: simplex ETF"), (1, "1: collapsed")):
-                    ax.axhline(y, color="k", linewidth=0.6, alpha=0.6)
-                    ax.text(0.01, y, f" {t}", transform=ax.get_yaxis_transform(), va="bottom", fontsize=7.5)
-                ax.set_ylim(0, PC.K + 1)
+            for y, t in _GUIDES[key]:
+                ax.axhline(y, color="k", linewidth=0.7, alpha=0.7)
+                ax.text(0.01, y, f" {t}", transform=ax.get_yaxis_transform(), va="bottom", fontsize=7.5)
+            ax.set_ylim(*_LIMITS[key])
             ax.set_xscale("log")
             xs = sorted(set(d.loc[d["kind"] == "variant", "lr"].astype(float)))
             ax.set_xticks(xs)
@@ -160,7 +163,7 @@ def plot_collapse(data: pd.DataFrame, png: Path, epochs: str) -> None:
             ax.minorticks_off()
             ax.grid(True, alpha=0.3)
             if r == 0:
-                ax.set_title(PC.OPT_NAMES[opt])
+                ax.set_title(OPT_NAMES[opt])
             if c == 0:
                 ax.set_ylabel(name, fontsize=9)
             if r == len(FIGURE_METRICS) - 1:
@@ -172,7 +175,7 @@ def plot_collapse(data: pd.DataFrame, png: Path, epochs: str) -> None:
 
 def plot_eta(eta: pd.DataFrame, png: Path, epochs: str) -> None:
     plt = _plt()
-    crit = critical_lr(PC.K)
+    crit = critical_lr(K)
     opts = [o for o in STUDY.optimizers if o in set(eta["optimizer"])]
     width = max(6.2 * len(opts), 9.5)
     fig, axes = plt.subplots(2, len(opts), figsize=(width, 8.4), sharex=True, sharey="row", squeeze=False)
@@ -180,13 +183,13 @@ def plot_eta(eta: pd.DataFrame, png: Path, epochs: str) -> None:
     lrs = sorted(set(eta["lr"].astype(float)))
     colors = dict(zip(lrs, plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(1, len(lrs))))))
     for c, opt in enumerate(opts):
-        for v in PC.BASELINES:
+        for v in BASELINES:
             for lr in lrs:
                 d = eta[(eta["optimizer"] == opt) & (eta["variant"] == v) & np.isclose(eta["lr"], lr)].sort_values("epoch")
                 if d.empty:
                     continue
                 ls = "-" if v == "infonce10" else "--"
-                lab = f"lr {lr:g}, {PC.variant_name(v)}"
+                lab = f"lr {lr:g}, {variant_name(v)}"
                 for r, key in enumerate(("eta_step", "r2_step")):
                     ax = axes[r][c]
                     ax.plot(d["epoch"], d[key], linestyle=ls, color=colors[lr], linewidth=1.2, label=lab if r == 0 else None)
@@ -203,14 +206,14 @@ def plot_eta(eta: pd.DataFrame, png: Path, epochs: str) -> None:
         vals = vals[np.isfinite(vals)]
         top.set_ylim(min(0.0, 2 * float(vals.min())) if len(vals) else 0.0,
                      2 * max(crit, float(vals.max()) if len(vals) else crit))
-        top.set_title(PC.OPT_NAMES[opt])
+        top.set_title(OPT_NAMES[opt])
         top.grid(True, alpha=0.3)
-        bottom.axhline(PC.TRUST["r2_step"], color="k", linewidth=0.8, linestyle=":")
+        bottom.axhline(MIN_R2_STEP, color="k", linewidth=0.8, linestyle=":")
         bottom.set_ylim(-1.05, 1.05)  # r2_step can be far below -1 (the step predicts worse than no change)
         bottom.set_xlabel("epoch (each point: the interval ending there, 1 fit per epoch)")
         bottom.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("η per optimiser step (eta_step; symlog)")
-    axes[1][0].set_ylabel(f"R² of the Appendix D step, r2_step\n(trusted ≥ {PC.TRUST['r2_step']}; axis cut at −1)")
+    axes[1][0].set_ylabel(f"R² of the fitted Appendix D steps, r2_step\n(used ≥ {MIN_R2_STEP:g}; axis cut at −1)")
     _finish(fig, png, axes[0][0], "Effective Appendix D step of the held-out class means during training vs the "
-            f"critical rate (k = 10)\nbaselines without CLOP, batch 256, {epochs} epochs, one seed; filled: trusted fit "
-            f"(r2, r2_step ≥ {PC.TRUST['r2']}, s_min ≥ {PC.TRUST['s_min']}), open: flagged", ncol=4)
+            f"critical rate (k = 10)\nbaselines without CLOP, batch 256, {epochs} epochs, one seed; filled: a fit that "
+            f"explains ≥ {MIN_R2_STEP:g} of the motion (pooled), open: not", ncol=4)

@@ -1,5 +1,5 @@
 """The grid of the practice study: Section 5 of the CLOP paper (arXiv 2403.18699; Figs. 6, 7, Table 1) in
-miniature, every point on ``--dataset digits --arch small``, ``--seeds`` seeds each (default 3).
+miniature, every point on ``--dataset digits --arch small``.
 
 * learning rate (:attr:`Grid.lrs`: 0.01, 0.1, 0.3, 1, 3, 10, 30) x optimiser (LARS, SGD) x the six variants of
   Sec. 5 (:data:`training.sweeps.grid.COMPARISON`: InfoNCE with 10 % labels and SupCon with all labels, each
@@ -13,30 +13,42 @@ miniature, every point on ``--dataset digits --arch small``, ``--seeds`` seeds e
   batch 256: the weights stay at their initialisation while BatchNorm's running statistics are estimated from
   the data, so its probe is what the random encoder gives.
 
-Points shared by two axes (batch 256 at lr 0.3 with LARS; lambda 1) are one run: 366 runs with 3 seeds.
+Points shared by two axes (batch 256 at lr 0.3 with LARS; lambda 1) are one run: 122 runs a seed.
 **Learning rate** means the rate the optimiser uses, lr = base_lr x batch / 256 (Sec. 5): the peak of the
 warm-up + cosine schedule. Every point is a :class:`training.sweeps.grid.Point`; its run goes to
 ``RUNS/e<epochs>/<variant>[-lam<lambda>]_<optimizer>_b<batch>_lr<lr used>_s<seed>``. The settings were chosen
-to fit an hour on a 2-core CPU (docs/training.md); :func:`estimate_seconds` prints the expected time.
+to fit 90 minutes on a 2-core CPU with the default seeds (docs/practice.md); :func:`estimate_seconds` gives the
+expected time from the measured cost of a point (:data:`EPOCH_CPU_S`).
+
+**Seeds.** Every point runs ``--seeds`` (default :data:`SEEDS`, three: enough for the figures); the points that
+carry a verdict (:func:`carries_verdict`: the untrained reference, the two baselines and their CLOP variants at
+lr 0.3 and 10 with both optimisers, the same four on the whole batch axis, the six variants at batch 32) also
+run seeds 0 .. ``verdict_seeds`` - 1 (default :data:`VERDICT_SEEDS`, six: the least :data:`clop.stats.MIN_PAIRS`
+decides on). ``--seed-blocks`` measures how often verdicts move between disjoint blocks of seeds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from training.data.augment import default_policy
+from training.practice.claims import BATCH_SMALL, LR_LARGE, LR_PAPER, PAIRS
 from training.sweeps.grid import ABLATION, COMPARISON, VARIANTS, Point
 from training.sweeps.launch import Launch, check_extra
 
-__all__ = ["DATASET", "ARCH", "EPOCHS", "SEEDS", "WORKERS", "AXES", "Grid", "STUDY", "EPOCH_CPU_S", "PROBE_CPU_S",
-           "WORKER_START_S", "study_points", "make_launch", "estimate_seconds"]
+__all__ = ["DATASET", "ARCH", "EPOCHS", "SEEDS", "VERDICT_SEEDS", "WORKERS", "AXES", "Grid", "STUDY", "EPOCH_CPU_S",
+           "PROBE_CPU_S", "WORKER_START_S", "carries_verdict", "study_points", "make_launch", "estimate_seconds"]
 
 DATASET = "digits"
 ARCH = "small"
 EPOCHS = 25
 SEEDS = (0, 1, 2)
+VERDICT_SEEDS = 6
+"""Seeds 0 .. 5 at the points that carry a verdict: six paired samples, the least clop.stats decides on
+(``--seed-blocks`` measures whether more seeds would move a verdict)."""
 WORKERS = 0
 AXES = ("lr", "batch", "lambda")
 
@@ -71,13 +83,30 @@ PROBE_CPU_S = 0.7
 WORKER_START_S = 5.0
 
 
+def carries_verdict(point: Point) -> bool:
+    """Whether a verdict of :mod:`training.practice.claims` reads this point (module docstring)."""
+    s = point.settings
+    if not point.in_paper:
+        return True
+    lam, lr = s["clop_lambda"], s["base_lr"] * s["batch_size"] / 256
+    if lam != VARIANTS[point.variant].clop_lambda:
+        return False
+    main = point.variant in {v for pair in PAIRS for v in pair}
+    if main and s["batch_size"] == 256 and any(math.isclose(lr, x, rel_tol=1e-9) for x in (LR_PAPER, LR_LARGE)):
+        return True
+    on_batch_axis = s["optimizer"] == "lars" and math.isclose(s["base_lr"], LR_PAPER, rel_tol=1e-9)
+    return on_batch_axis and (main or s["batch_size"] == BATCH_SMALL)
+
+
 def _lr_tag(lr: float) -> str:
     return format(lr, ".6g")
 
 
 def study_points(only: Sequence[str] | None = None, seeds: Sequence[int] = SEEDS, epochs: int = EPOCHS,
-                 runs: str | Path = "runs/practice", grid: Grid = STUDY) -> list[Point]:
-    """The points of the study (one per run directory, shared points once), seed by seed.
+                 runs: str | Path = "runs/practice", grid: Grid = STUDY, verdict_seeds: int = VERDICT_SEEDS
+                 ) -> list[Point]:
+    """The points of the study (one per run directory, shared points once), seed by seed: every point with
+    ``seeds``, the points that carry a verdict (:func:`carries_verdict`) also with 0 .. ``verdict_seeds`` - 1.
 
     ``only``: some of :data:`AXES` (default all; the untrained reference comes with lr and batch). Runs go to
     ``runs/e<epochs>/<variant>[-lam<lambda>]_<optimizer>_b<batch>_lr<lr used>_s<seed>``.
@@ -91,6 +120,8 @@ def study_points(only: Sequence[str] | None = None, seeds: Sequence[int] = SEEDS
         raise ValueError(f"seeds must be distinct integers >= 0, at least one; got {seeds!r}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}")
+    if isinstance(verdict_seeds, bool) or not isinstance(verdict_seeds, int) or verdict_seeds < 0:
+        raise ValueError(f"verdict_seeds must be an integer >= 0; got {verdict_seeds!r}")
     specs: list[tuple[str, str, str, int, float, float | None, object]] = []  # axis, variant, opt, batch, base_lr, lam, value
     g = grid
     if "lr" in only:
@@ -104,7 +135,7 @@ def study_points(only: Sequence[str] | None = None, seeds: Sequence[int] = SEEDS
         specs += [("reference", v, "lars", g.lr_batch, g.reference_lr, None, 0.0) for v in g.reference_variants]
     root = Path(runs) / f"e{epochs}"
     out: dict[Path, Point] = {}
-    for seed in seeds:
+    for seed in sorted(set(seeds) | set(range(verdict_seeds)), key=lambda x: (x not in seeds, x)):
         for axis, vname, opt, batch, base_lr, lam, value in specs:
             v = VARIANTS[vname]
             lam = v.clop_lambda if lam is None else lam
@@ -118,7 +149,9 @@ def study_points(only: Sequence[str] | None = None, seeds: Sequence[int] = SEEDS
                 "prototypes": v.prototypes, "similarity": "cosine", "augmentation": default_policy(DATASET),
                 "batch_size": batch, "base_lr": base_lr, "optimizer": opt, "seed": seed,
             }
-            out[run] = Point(root.name, DATASET, vname, value, seed, settings, run, axis != "reference")
+            point = Point(root.name, DATASET, vname, value, seed, settings, run, axis != "reference")
+            if seed in seeds or carries_verdict(point):
+                out[run] = point
     return list(out.values())
 
 

@@ -54,14 +54,13 @@ def marker(tmp_path, monkeypatch) -> Path:
 
 
 def _hostile_run(dst: Path, config: dict | None = None) -> Path:
-    """The fixture run copied to ``dst`` (its config.json replaced by ``config`` when given)."""
+    """The fixture run copied to ``dst`` (its config.json replaced by ``config`` when given), its checkpoint
+    made the newest file as in a finished run (a fresh clone gives the files their checkout order's times)."""
     shutil.copytree(UNTRUSTED / "run", dst, dirs_exist_ok=True)
     if config is not None:
         (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    # a git checkout gives the fixture's files the times of their writing, in any order; the run must look
-    # trained (its checkpoint not older than metrics.csv, training.sweeps.state), whatever the checkout did
-    stamp = (dst / "metrics.csv").stat().st_mtime_ns
-    os.utime(dst / "checkpoint.pt", ns=(stamp, stamp))
+    newest = max(p.stat().st_mtime_ns for p in dst.iterdir())
+    os.utime(dst / "checkpoint.pt", ns=(newest + 10**9, newest + 10**9))
     return dst
 
 
