@@ -1,14 +1,14 @@
 """SSEM's class-collapse boundary checked on free embeddings (Lee et al. 2025, arXiv 2503.08203).
 
-Run: python simulations/ssem_grid.py [--quick] [--out paper_figures/remedies] [--report-only]
+Run: python simulations/ssem_grid.py [--quick] [--out paper_figures/ssem] [--report-only]
 (also as python -m simulations.ssem_grid; --help lists every flag). Trains free unit embeddings by the
-normalised step on the SSEM loss of both conventions over an (alpha, tau) grid (:mod:`simulations.ssem.grid`,
-about two CPU-minutes; ``--quick``: seconds) and compares the end states with the boundary alpha*(tau, k, n) and
+normalised step on the SSEM loss of both conventions over an (alpha, tau) grid (:mod:`simulations.ssem.grid`;
+``--quick``: a small grid for a look) and compares the end states with the boundary alpha*(tau, k, n) and
 the optimal spread derived in :mod:`theory.ssem` (:mod:`simulations.ssem.report`).
 
-Writes under --out, staged and put in place together: ssem_grid_runs.csv, ssem_grid_cells.csv,
-ssem_grid_boundary.csv, ssem_grid_claims.csv, ssem_grid.md, ssem_grid.png. ``--report-only`` redraws them from
-the ssem_grid_runs.csv already there. A bad flag fails at once with one line (exit status 2).
+Writes under --out, staged and put in place together: ssem_runs.csv, ssem_cells.csv, ssem_boundary.csv,
+claims.csv (the grid's claims and the derivation's, SSEM-...), ssem.md, ssem.png. ``--report-only`` redraws them
+from the ssem_runs.csv already there. A bad flag fails at once with one line (exit status 2).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 if __package__ in (None, ""):  # run as `python simulations/ssem_grid.py`: make the packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -42,17 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python simulations/ssem_grid.py",
         description="SSEM (arXiv 2503.08203): free embeddings trained by the normalised step over an (alpha, tau) "
         "grid, their within-class variance against the derived class-collapse boundary and optimal spread.")
-    p.add_argument("--out", default="paper_figures/remedies", help="output folder (default paper_figures/remedies)")
+    p.add_argument("--out", default="paper_figures/ssem", help="output folder (default paper_figures/ssem)")
     p.add_argument("--quick", action="store_true",
                    help=f"a small grid (k = n = {QUICK.k}, tau {list(QUICK.taus)}, {len(QUICK.alphas)} alphas, "
-                   f"{QUICK.steps} steps): seconds")
+                   f"{QUICK.steps} steps)")
     p.add_argument("--steps", type=int, default=None,
                    help=f"normalised steps per run (default {FULL.steps}; --quick {QUICK.steps})")
     p.add_argument("--trials", type=int, default=None,
                    help=f"starts per (alpha, tau) cell, >= 6 to decide a verdict (default {FULL.trials})")
     p.add_argument("--conventions", nargs="+", choices=SSEM_CONVENTIONS, default=list(SSEM_CONVENTIONS),
                    help="loss conventions (default both)")
-    p.add_argument("--report-only", action="store_true", help="redraw the outputs from --out/ssem_grid_runs.csv")
+    p.add_argument("--report-only", action="store_true", help="redraw the outputs from --out/ssem_runs.csv")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     return p
 
@@ -69,7 +68,7 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace):
 
 
 def _read_runs(parser: argparse.ArgumentParser, out: str) -> pd.DataFrame:
-    path = Path(out) / "ssem_grid_runs.csv"
+    path = Path(out) / "ssem_runs.csv"
     try:
         runs = pd.read_csv(path)
     except (OSError, ValueError) as exc:
@@ -93,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         runtime = None if args.report_only else time.perf_counter() - start
         shown = {"taus": list(settings.taus), "alphas": f"{len(settings.alphas)} from {min(settings.alphas):g} to "
                  f"{max(settings.alphas):g}", "starts per cell": settings.trials, "steps": settings.steps,
-                 "device": f"cpu, float64, {torch.get_num_threads()} thread(s)"}
+                 "device": f"cpu, float64, {args.threads} thread(s)"}
         if args.report_only:
-            shown = {"redrawn from": "ssem_grid_runs.csv"}
+            shown = {"redrawn from": "ssem_runs.csv"}
         with staged_outputs(out) as stage:
             _, claims = write_report(stage, runs, shown, runtime)
     for c in claims:

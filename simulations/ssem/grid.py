@@ -27,8 +27,8 @@ Measured at the end (:func:`class_variances`), on the 2N unit views u with their
 
 Defaults (:data:`FULL`): k = 4 classes of n = 4 samples in d = k n = 16 dimensions (the family needs k n - 1),
 tau in {0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 2} (the authors' CIFAR tau 0.1 among them), alpha in 0, 0.1, ..., 1,
-6 trials, 4000 steps: about two minutes of one core. :data:`QUICK` (k = n = 3, 3 taus, 6 alphas, 1500 steps)
-takes seconds. Everything runs in float64 on the CPU.
+6 trials, 4000 steps. :data:`QUICK` (k = n = 3, 3 taus, 6 alphas, 1500 steps) is a small grid for tests and a
+look. Everything runs in float64 on the CPU.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from simulations.ssem.loss import batched_ssem
 from theory.ssem import boundary, optimal_rho
 from theory.ssem_family import family_loss
 
-__all__ = ["Settings", "FULL", "QUICK", "RUN_COLUMNS", "class_variances", "train_grid", "run_grid"]
+__all__ = ["FULL", "QUICK", "RUN_COLUMNS", "Settings", "class_variances", "run_grid", "train_grid"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +99,7 @@ QUICK = Settings(k=3, n=3, taus=(0.1, 0.5, 1.0), alphas=(0.0, 0.2, 0.4, 0.6, 0.8
 
 RUN_COLUMNS = ("convention", "k", "n", "d", "tau", "alpha", "trial", "within", "between", "mean_norm", "drift",
                "loss_end", "loss_family_min", "loss_gap", "lr_end", "alpha_star", "rho_star")
-"""One row per run (``ssem_grid_runs.csv``)."""
+"""One row per run (``ssem_runs.csv``)."""
 
 
 def class_variances(z: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

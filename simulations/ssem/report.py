@@ -1,4 +1,4 @@
-"""The verdicts of the SSEM grid (:mod:`simulations.ssem.grid`), its claims, ssem_grid.md and the figure.
+"""The verdicts of the SSEM grid (:mod:`simulations.ssem.grid`), its claims, ssem.md and the figure.
 
 Paper: Lee, Oh, Lee & Sohn (2025), arXiv 2503.08203 (SSEM). Question: does the boundary alpha*(tau, k, n)
 derived in :mod:`theory.ssem` (the paper's theorem text was not available) separate collapsed from non-collapsed
@@ -17,25 +17,39 @@ starts). Decided with :mod:`clop.stats` from the runs' within-class variance W, 
 * **spread** (claim ``SSEM-sim-spread-<convention>``): W - rho* equivalent to 0 within COLLAPSE_TOL in every cell.
 
 A claim holds when every counted cell holds, fails when some cell fails after Holm's correction, and is
-inconclusive otherwise. Files (:func:`write_report`): ``ssem_grid_runs.csv`` (every run),
-``ssem_grid_cells.csv`` (every cell with its verdicts), ``ssem_grid_boundary.csv`` (alpha* on a fine tau grid),
-``ssem_grid_claims.csv``, ``ssem_grid.md``, ``ssem_grid.png``.
+inconclusive otherwise. Files (:func:`write_report`): ``ssem_runs.csv`` (every run), ``ssem_cells.csv`` (every
+cell with its verdicts), ``ssem_boundary.csv`` (alpha* on a fine tau grid), ``claims.csv`` (the grid's claims and
+the derivation's, :func:`theory.ssem.claims`, which no other study writes), ``ssem.md``, ``ssem.png``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pandas as pd
 
 from clop import stats
-from clop.claims import Claim, claims_csv
+from clop.claims import Claim, write_claims
 from clop.losses import SSEM_CONVENTIONS
 from theory.ssem import QUOTE_COLLAPSE, QUOTE_MODEL, WHERE, boundary, optimal_rho
+from theory.ssem import claims as ssem_theory_claims
 
-__all__ = ["COLLAPSE_TOL", "RESOLUTION", "BAND", "STUCK_GAP", "OUTPUTS", "cell_table", "boundary_table", "grid_claims",
-           "markdown", "plot", "write_report"]
+__all__ = [
+    "BAND",
+    "COLLAPSE_TOL",
+    "OUTPUTS",
+    "RESOLUTION",
+    "STUCK_GAP",
+    "boundary_table",
+    "cell_table",
+    "derived_claims",
+    "grid_claims",
+    "markdown",
+    "plot",
+    "write_report",
+]
 
 COLLAPSE_TOL = 0.01
 """W below this is class collapse (spread s = sqrt(W) below 0.1); also the tolerance of W against rho*."""
@@ -45,9 +59,8 @@ BAND = 0.03
 """Cells beyond the boundary whose derived rho* is below this are too close to collapse to count for separation."""
 STUCK_GAP = 1e-3
 """A run whose final loss exceeds the family's minimum by more than this settled on another configuration."""
-OUTPUTS = ("ssem_grid_runs.csv", "ssem_grid_cells.csv", "ssem_grid_boundary.csv", "ssem_grid_claims.csv",
-           "ssem_grid.md", "ssem_grid.png")
-COMMAND = "python simulations/ssem_grid.py --out paper_figures/remedies"
+OUTPUTS = ("ssem_runs.csv", "ssem_cells.csv", "ssem_boundary.csv", "claims.csv", "ssem.md", "ssem.png")
+COMMAND = "python simulations/ssem_grid.py --out paper_figures/ssem"
 
 
 def _cell(group: pd.DataFrame) -> dict:
@@ -140,8 +153,8 @@ def grid_claims(cells: pd.DataFrame, settings_text: str) -> list[Claim]:
                     f"convention); per (tau, alpha) cell: collapsed (within-class variance W equivalent to 0 within "
                     f"{COLLAPSE_TOL:g}) exactly where the derived boundary says alpha <= alpha*(tau); clop.stats, W's "
                     f"spread floored at {RESOLUTION:g}, 2 SE margins, Holm over cells"),
-            verdict=sep, result=sep_result, evidence="remedies/ssem_grid.md; remedies/ssem_grid_cells.csv; "
-            "remedies/ssem_grid.png", command=COMMAND, paper="2503.08203"))
+            verdict=sep, result=sep_result, evidence="ssem/ssem.md; ssem/ssem_cells.csv; ssem/ssem.png",
+            command=COMMAND, paper="2503.08203"))
         stuck = int(c["stuck"].sum())
         spread_result = (
             f"{_counts(c['spread'])} of {len(c)} cells; largest |mean W - rho*| {abs(worst.within_mean - worst.rho_star):.3g} "
@@ -154,13 +167,13 @@ def grid_claims(cells: pd.DataFrame, settings_text: str) -> list[Claim]:
             tested=(f"the same runs: W equivalent to the derived optimal spread rho*(alpha, tau) = s*^2 within "
                     f"{COLLAPSE_TOL:g} in every cell (the family of the derivation is what free embeddings reach)"),
             verdict=_overall(c["spread"]), result=spread_result,
-            evidence="remedies/ssem_grid.md; remedies/ssem_grid_cells.csv", command=COMMAND, paper="2503.08203"))
+            evidence="ssem/ssem.md; ssem/ssem_cells.csv", command=COMMAND, paper="2503.08203"))
     return out
 
 
 def _tau_rows(c: pd.DataFrame) -> list[str]:
-    lines = ["| tau | alpha* (derived) | largest alpha measured collapsed | smallest alpha measured spread | "
-             f"max abs(W - rho*) | separation verdicts | runs > {STUCK_GAP:g} above the family's minimum loss |",
+    lines = [("| tau | alpha* (derived) | largest alpha measured collapsed | smallest alpha measured spread | "
+             f"max abs(W - rho*) | separation verdicts | runs > {STUCK_GAP:g} above the family's minimum loss |"),
              "|---|---|---|---|---|---|---|"]
     for tau, t in c.groupby("tau"):
         col = t[t["measured"] == "collapsed"]["alpha"]
@@ -174,34 +187,34 @@ def _tau_rows(c: pd.DataFrame) -> list[str]:
 
 def markdown(runs: pd.DataFrame, cells: pd.DataFrame, claims: list[Claim], settings: dict,
              runtime_s: float | None) -> str:
-    """ssem_grid.md."""
+    """ssem.md."""
     k, n = int(runs["k"].iloc[0]), int(runs["n"].iloc[0])
     lines = [
         "# SSEM's class-collapse boundary on free embeddings",
         "",
-        "Lee, Oh, Lee & Sohn (2025), *A Theoretical Framework for Preventing Class Collapse in Supervised "
+        ("Lee, Oh, Lee & Sohn (2025), *A Theoretical Framework for Preventing Class Collapse in Supervised "
         "Contrastive Learning*, AISTATS, arXiv 2503.08203. The boundary alpha*(tau, k, n) below which the "
         "minimiser of L = (1 - alpha) L_sup + alpha L_self is class-collapsed, and the optimal spread rho* = s*^2 "
         "beyond it, are **derived here** on the simplex-to-simplex family (`theory/ssem.py`, docs/ssem_cplearn.md); "
         "the paper's own theorem was not available to compare with. This page asks whether free embeddings "
-        "trained on the loss end where the derivation says.",
+        "trained on the loss end where the derivation says."),
         "",
         "## Setting",
         "",
-        f"- k = {k} classes x n = {n} samples x 2 views, free unit vectors in d = {int(runs['d'].iloc[0])} "
+        (f"- k = {k} classes x n = {n} samples x 2 views, free unit vectors in d = {int(runs['d'].iloc[0])} "
         "dimensions, every sample labeled; starts uniform on the sphere (the same starts for every cell); "
         "the normalised step of the ladder's rung 1 with a per-run step size (halved when the loss rises over "
-        "a window, grown early on; `simulations/ssem/grid.py`).",
+        "a window, grown early on; `simulations/ssem/grid.py`)."),
         "- " + ", ".join(f"{key} {value}" for key, value in settings.items()),
-        f"- W = within-class variance of the unit views (s^2 in the family), between = variance of the class "
-        f"means; collapsed: W < {COLLAPSE_TOL:g}.",
+        (f"- W = within-class variance of the unit views (s^2 in the family), between = variance of the class "
+        f"means; collapsed: W < {COLLAPSE_TOL:g}."),
         "",
         "## Verdicts",
         "",
     ]
     for c in claims:
         lines.append(f"- **{c.id}: {c.verdict}** — {c.result}.")
-    lines += ["", "![W over the grid with the derived boundary](ssem_grid.png)", ""]
+    lines += ["", "![W over the grid with the derived boundary](ssem.png)", ""]
     for conv in [c for c in SSEM_CONVENTIONS if c in set(cells["convention"])]:
         label = "the authors' CIFAR code" if conv == "pairs" else "their ImageNet code, SupCon-style"
         lines += [f"## Convention `{conv}` ({label})", ""]
@@ -210,12 +223,12 @@ def markdown(runs: pd.DataFrame, cells: pd.DataFrame, claims: list[Claim], setti
     lines += [
         "## Reading",
         "",
-        "A cell is one (tau, alpha) with its runs from different starts. *Separation* asks for W equivalent to 0 "
+        ("A cell is one (tau, alpha) with its runs from different starts. *Separation* asks for W equivalent to 0 "
         f"(within {COLLAPSE_TOL:g}) where alpha <= alpha* and W clearly above {COLLAPSE_TOL:g} where alpha > alpha*, "
         f"except just beyond the boundary where rho* itself is below {BAND:g}; *spread* asks for W equal to rho* within "
         f"{COLLAPSE_TOL:g} everywhere. Decided with clop.stats (95 % t-intervals over the runs, spread floored at "
         f"{RESOLUTION:g}, 2 SE margins, Holm's correction over the cells). Runs that end above the family's "
-        "minimum loss have settled on another stationary configuration; they are kept and counted.",
+        "minimum loss have settled on another stationary configuration; they are kept and counted."),
         "",
     ]
     if runtime_s is not None:
@@ -224,7 +237,7 @@ def markdown(runs: pd.DataFrame, cells: pd.DataFrame, claims: list[Claim], setti
 
 
 def plot(cells: pd.DataFrame, bnd: pd.DataFrame, k: int, n: int, path, taus_shown: int = 3) -> None:
-    """ssem_grid.png: per convention (columns), W over (tau, alpha) with the derived boundary (top) and W against
+    """ssem.png: per convention (columns), W over (tau, alpha) with the derived boundary (top) and W against
     alpha at a few tau with rho*(alpha) (bottom)."""
     import matplotlib
 
@@ -255,8 +268,8 @@ def plot(cells: pd.DataFrame, bnd: pd.DataFrame, k: int, n: int, path, taus_show
         shown = taus[np.linspace(0, len(taus) - 1, min(taus_shown, len(taus))).round().astype(int)]
         for tau, color in zip(shown, plt.cm.plasma(np.linspace(0.1, 0.8, len(shown)))):
             t = c[c["tau"] == tau].sort_values("alpha")
-            ax.errorbar(t["alpha"], t["within_mean"], yerr=[t["within_mean"] - t["within_min"],
-                        t["within_max"] - t["within_mean"]], fmt="o", color=color, ms=4, capsize=2,
+            ax.errorbar(t["alpha"], t["within_mean"], yerr=[(t["within_mean"] - t["within_min"]).clip(lower=0),
+                        (t["within_max"] - t["within_mean"]).clip(lower=0)], fmt="o", color=color, ms=4, capsize=2,
                         label=f"tau {tau:g}: runs (mean, min-max)")
             fine = np.linspace(0.0, 1.0, 201)
             ax.plot(fine, [optimal_rho(a, tau, k, n, conv) for a in fine], "-", color=color, lw=1,
@@ -281,18 +294,25 @@ def _edges(values: np.ndarray, log: bool = False) -> np.ndarray:
     return np.exp(e) if log else e
 
 
+def derived_claims() -> list[Claim]:
+    """The derivation's claims (:func:`theory.ssem.claims`) with this study's files as their evidence and command:
+    ssem.md lists them beside the grid's."""
+    return [dataclasses.replace(c, evidence="ssem/ssem.md", command=COMMAND) for c in ssem_theory_claims()]
+
+
 def write_report(stage, runs: pd.DataFrame, settings: dict, runtime_s: float | None) -> tuple[str, list[Claim]]:
-    """Write :data:`OUTPUTS` through ``stage`` (:func:`clop.util.io.staged_outputs`); returns (markdown, claims)."""
+    """Write :data:`OUTPUTS` through ``stage`` (:func:`clop.util.io.staged_outputs`); returns (markdown, claims),
+    the claims those of the derivation (:func:`derived_claims`) and of the grid (:func:`grid_claims`)."""
     cells = cell_table(runs)
     k, n = int(runs["k"].iloc[0]), int(runs["n"].iloc[0])
     bnd = boundary_table(k, n)
     text = f"k = {k}, n = {n}, d = {int(runs['d'].iloc[0])}, {int(runs['trial'].nunique())} starts per cell"
-    claims = grid_claims(cells, text)
+    claims = derived_claims() + grid_claims(cells, text)
     md = markdown(runs, cells, claims, settings, runtime_s)
-    runs.to_csv(stage("ssem_grid_runs.csv"), index=False)
-    cells.to_csv(stage("ssem_grid_cells.csv"), index=False)
-    bnd.to_csv(stage("ssem_grid_boundary.csv"), index=False)
-    stage("ssem_grid_claims.csv").write_text(claims_csv(claims))
-    stage("ssem_grid.md").write_text(md)
-    plot(cells, bnd, k, n, stage("ssem_grid.png"))
+    runs.to_csv(stage("ssem_runs.csv"), index=False)
+    cells.to_csv(stage("ssem_cells.csv"), index=False)
+    bnd.to_csv(stage("ssem_boundary.csv"), index=False)
+    write_claims(stage("claims.csv"), claims)
+    stage("ssem.md").write_text(md)
+    plot(cells, bnd, k, n, stage("ssem.png"))
     return md, claims

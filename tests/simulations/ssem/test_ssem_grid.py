@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from clop.claims import read_claims
 from clop.losses import ssem
 from simulations.rungs.free import sphere_views
 from simulations.ssem.grid import QUICK, RUN_COLUMNS, Settings, class_variances, train_grid
@@ -131,13 +132,16 @@ def test_the_script_refuses_bad_flags(tmp_path):
 
 @pytest.mark.slow
 def test_the_quick_script_writes_every_output_and_redraws_them(tmp_path):
-    out = tmp_path / "remedies"
+    out = tmp_path / "ssem"
     proc = subprocess.run([sys.executable, "simulations/ssem_grid.py", "--quick", "--out", str(out)], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "SSEM-sim-boundary-pairs: holds" in proc.stdout
-    before = (out / "ssem_grid_cells.csv").read_text()
+    before = (out / "ssem_cells.csv").read_text()
     assert ssem_grid.main(["--report-only", "--out", str(out)]) == 0
-    assert (out / "ssem_grid_cells.csv").read_text() == before
+    assert (out / "ssem_cells.csv").read_text() == before
     for name in ssem_grid.OUTPUTS:
         assert (out / name).stat().st_size > 0
+    ids = [c.id for c in read_claims(out / "claims.csv")]
+    assert ids[:4] == ["SSEM-threshold", "SSEM-tau", "SSEM-conventions", "SSEM-spread"]
+    assert all(i.startswith("SSEM-") for i in ids) and len(ids) == 8
