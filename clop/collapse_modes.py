@@ -200,8 +200,10 @@ def mode_claims(cells: dict, *, id_prefix: str, setting: str, evidence: str, com
         keep = stats.holm_fails([r[2] for r in testable.values()], [judge] * len(testable))
         final = {}
         for (name, (v, why, _)), k in zip(testable.items(), keep):
-            final[name] = ("inconclusive", why + " (not after Holm's correction)") if v == "fails" and not k else (v, why)
-        sign = f"{rule.threshold:g} - {rule.measure}" if rule.side == "below" else f"{rule.measure} - {rule.threshold:g}"
+            held = v == "fails" and not k
+            final[name] = ("inconclusive", why + " (not after Holm's correction)") if held else (v, why)
+        below = rule.side == "below"
+        sign = f"{rule.threshold:g} - {rule.measure}" if below else f"{rule.measure} - {rule.threshold:g}"
         parts = []
         for name, (v, why) in final.items():
             g = results[name][2]

@@ -1,6 +1,7 @@
 """CPLearn's collapse claims (Sansone et al. 2025, arXiv 2410.04959) on the synthetic 3-D data of the CLOP paper.
 
-Run: python simulations/cplearn_synthetic.py [--seeds 40] [--losses ...] [--quick] [--out paper_figures/cplearn] [--report-only]
+Run: python simulations/cplearn_synthetic.py [--seeds 40] [--losses ...] [--quick] [--out paper_figures/cplearn]
+[--report-only]
 (also as python -m simulations.cplearn_synthetic; --help lists every flag). Per data regime of Table 5 (separable
 and overlapping) and seed: CPLearn and InfoNCE (and SupCon with ``--losses cplearn infonce supcon``), each
 without and with CLOP, on the same data and starts
@@ -8,7 +9,8 @@ without and with CLOP, on the same data and starts
 spectra. ``--quick``: 6 seeds, 40 epochs, for a look.
 
 Writes under --out, staged and put in place together: cplearn_runs.csv, cplearn_spectra.csv, cplearn_rules.csv,
-claims.csv, cplearn.md, cplearn.png. ``--report-only`` redraws them from the runs and spectra CSVs already there. A bad flag fails at once with one line (exit status 2).
+claims.csv, cplearn.md, cplearn.png. ``--report-only`` redraws them from the runs and spectra CSVs already
+there. A bad flag fails at once with one line (exit status 2).
 """
 
 from __future__ import annotations
@@ -50,14 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python simulations/cplearn_synthetic.py",
         description="CPLearn (arXiv 2410.04959) on the synthetic 3-D data of the CLOP paper: representation, "
-        "dimensional, cluster and intracluster collapse beside InfoNCE and SupCon, with and without CLOP.")
+        "dimensional, cluster and intracluster collapse beside InfoNCE (and SupCon on request), with and without CLOP.")
     p.add_argument("--out", default="paper_figures/cplearn", help="output folder (default paper_figures/cplearn)")
     p.add_argument("--seeds", type=int, default=None, help=f"seeds per configuration, >= 6 to decide (default {SEEDS})")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {EPOCHS}, Table 5's)")
     p.add_argument("--losses", nargs="+", choices=tuple(DISPLAY), default=list(DEFAULT_LOSSES),
                    help=f"methods, cplearn among them (default {' '.join(DEFAULT_LOSSES)})")
-    p.add_argument("--regimes", nargs="+", choices=tuple(REGIMES), default=list(REGIMES), help="data regimes (default both)")
+    p.add_argument("--regimes", nargs="+", choices=tuple(REGIMES), default=list(REGIMES),
+                   help="data regimes (default both)")
     p.add_argument("--quick", action="store_true", help=f"{QUICK['seeds']} seeds, {QUICK['epochs']} epochs")
     p.add_argument("--report-only", action="store_true", help="redraw the outputs from the CSVs in --out")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")

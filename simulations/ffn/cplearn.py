@@ -85,7 +85,8 @@ def train_extra(loss: str, use_clop: bool, data: SyntheticData, *, epochs: int =
     """Train one FFN per seed of the stacked ``data`` with ``loss`` (:data:`LOSSES`), with or without CLOP; returns
     ``{"y": (S, N, 3)}`` and for CPLearn also ``"h"`` (S, N, f) and ``"logits"`` (S, N, c), float32 on the CPU."""
     loss = check_choice("loss", loss, LOSSES)
-    epochs, batch_size, hidden = check_size("epochs", epochs, 1), check_size("batch_size", batch_size, 2), check_size("hidden", hidden)
+    epochs, batch_size = check_size("epochs", epochs, 1), check_size("batch_size", batch_size, 2)
+    hidden = check_size("hidden", hidden)
     f, c = check_size("f", f), check_size("c", c, 2)
     lr = check_positive("lr", lr)
     x, labels, protos, params, draw = chunk_setup(data, hidden, NOISE_VAR if noise_var is None else noise_var,

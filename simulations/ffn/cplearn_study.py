@@ -1,9 +1,9 @@
-"""CPLearn's four collapse claims on the synthetic 3-D data, beside InfoNCE and SupCon, with and without CLOP.
+"""CPLearn's four collapse claims on the synthetic 3-D data, beside InfoNCE (and SupCon on request), with and without CLOP.
 
 Paper under test: Sansone, Lebailly & Tuytelaars (2025), arXiv 2410.04959 (CPLearn); the data, network and
 training are those of Table 5 of the CLOP paper (arXiv 2403.18699, Sec. 4, Appendix B; :mod:`simulations.ffn`).
-Per data regime (:data:`simulations.ffn.data.REGIMES`: separable, overlapping) and seed, up to six runs on the same data,
-labeled set, initial FFN weights and views: CPLearn (:mod:`simulations.ffn.cplearn`), InfoNCE
+Per data regime (:data:`simulations.ffn.data.REGIMES`: separable, overlapping) and seed, up to six runs on the same
+data, labeled set, initial FFN weights and views: CPLearn (:mod:`simulations.ffn.cplearn`), InfoNCE
 (:func:`simulations.ffn.train.train_runs`, the default engine) and, when asked for, SupCon (the autograd of
 :mod:`simulations.ffn.cplearn`), each without and with the CLOP term.
 
@@ -123,7 +123,8 @@ def claims(runs: pd.DataFrame) -> list[Claim]:
                f"paper Sec. 4; FFN 3-32-32-3, Table 5's training), {seeds} seeds per regime, representation and "
                "dimensional modes read on the unit FFN output y, cluster modes on the projector's h and its codes")
     return mode_claims(cells, id_prefix="CPL", setting=setting,
-                       evidence="cplearn/cplearn.md; cplearn/cplearn_runs.csv; cplearn/cplearn_rules.csv", command=COMMAND)
+                       evidence="cplearn/cplearn.md; cplearn/cplearn_runs.csv; cplearn/cplearn_rules.csv",
+                       command=COMMAND)
 
 
 def rule_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -259,7 +260,8 @@ def plot(runs: pd.DataFrame, spectra: pd.DataFrame, path) -> None:
     plt.close(fig)
 
 
-def write_outputs(stage, runs: pd.DataFrame, spectra: pd.DataFrame, settings: dict, runtime_s: float | None) -> list[Claim]:
+def write_outputs(stage, runs: pd.DataFrame, spectra: pd.DataFrame, settings: dict,
+                  runtime_s: float | None) -> list[Claim]:
     """Write :data:`OUTPUTS` through ``stage`` (:func:`clop.util.io.staged_outputs`); returns the claims."""
     cl = claims(runs)
     rules = rule_table(runs)

@@ -157,7 +157,8 @@ def grid_claims(cells: pd.DataFrame, settings_text: str) -> list[Claim]:
             command=COMMAND, paper="2503.08203"))
         stuck = int(c["stuck"].sum())
         spread_result = (
-            f"{_counts(c['spread'])} of {len(c)} cells; largest |mean W - rho*| {abs(worst.within_mean - worst.rho_star):.3g} "
+            f"{_counts(c['spread'])} of {len(c)} cells; largest |mean W - rho*| "
+            f"{abs(worst.within_mean - worst.rho_star):.3g} "
             f"at tau {worst.tau:g}, alpha {worst.alpha:g} (W {worst.within_mean:.3g}, rho* {worst.rho_star:.3g}); "
             f"{stuck} of {int(c['runs'].sum())} runs ended more than {STUCK_GAP:g} above the family's minimum loss "
             f"(another stationary configuration); lowest loss gap {c['loss_gap_min'].min():.2g}"
@@ -256,7 +257,8 @@ def plot(cells: pd.DataFrame, bnd: pd.DataFrame, k: int, n: int, path, taus_show
         fig.colorbar(mesh, ax=ax, label="within-class variance W (mean over runs)")
         ax.plot(bnd["tau"], bnd[f"alpha_star_{conv}"], color="white", lw=2, label="derived boundary alpha*(tau)")
         col = c[c["measured"] == "collapsed"]
-        ax.scatter(col["tau"], col["alpha"], marker="x", color="red", s=30, label=f"measured collapsed (W < {COLLAPSE_TOL:g})")
+        ax.scatter(col["tau"], col["alpha"], marker="x", color="red", s=30,
+                   label=f"measured collapsed (W < {COLLAPSE_TOL:g})")
         ax.set_xscale("log")
         ax.set_xlim(_edges(taus, log=True)[[0, -1]])
         ax.set_ylim(_edges(alphas)[[0, -1]])
