@@ -29,7 +29,13 @@ SimCLR's, Chen et al. 2020a, the framework the paper says it uses; docs/training
   orthonormal prototypes need k <= dim); CLOP reduction "mean" over the labeled views (the scale-consistent
   reading of Eq. (4); "sum" as printed);
 * ``--dataset digits`` (ours): 8 px, the ``digits`` policy, batch 256, 50 epochs, a warm-up of a tenth of
-  them; ``synthetic`` (ours): 20 epochs.
+  them; ``synthetic`` (ours): 20 epochs;
+* ``--loss ssem`` (Lee et al. 2025, arXiv 2503.08203): alpha 0.5, the "pairs" convention, temperature 0.1, the
+  authors' CIFAR command (``clop.losses.ssem``); ``--loss cplearn`` (Sansone et al. 2025, arXiv 2410.04959):
+  f = 2048, c = 16384, beta = 1, the authors' CIFAR configuration, tau from f, c and the batch
+  (``clop.losses.cplearn_temperature``). These settings came after runs were made; a config.json without them
+  reads as these defaults and the runs keep their names (``absent_means``). They do not go into a results row
+  (``in_results=False``), so results CSVs written before stay appendable; a run's config.json holds them.
 """
 
 from __future__ import annotations
@@ -44,8 +50,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clop.losses import REDUCTIONS, SIMILARITIES
-from clop.util.checks import check_choice, check_nonnegative, check_positive, check_size
+from clop.losses import REDUCTIONS, SIMILARITIES, SSEM_CONVENTIONS
+from clop.util.checks import check_choice, check_nonnegative, check_positive, check_size, is_finite_real
 from clop.util.cli import HelpFormatter, check_device
 from clop.util.io import check_path_text
 from training.data.augment import FLIPPING_POLICIES, POLICIES, default_policy
@@ -61,11 +67,12 @@ __all__ = [
     "config_from_args",
 ]
 
-LOSSES = ("infonce", "dcl", "supcon", "barlowtwins", "vicreg")
-"""The contrastive losses of ``--loss`` (each one of ``clop.losses.LOSSES`` that takes the two views' embeddings
-and the labels; losses that need other heads are not offered here)."""
+LOSSES = ("infonce", "dcl", "supcon", "barlowtwins", "vicreg", "ssem", "cplearn")
+"""The losses of ``--loss`` (each one of ``clop.losses.LOSSES``). All but ``cplearn`` act on the projection output
+z of SimCLR's head; ``cplearn`` replaces that head by :class:`clop.losses.CPLearnProjector` and acts on its code
+logits (:func:`training.engine.build.build_model`), so the CLOP term, which needs z, is refused with it."""
 PROTOTYPES = ("orthonormal", "etf")
-LOSSES_WITH_TEMPERATURE = ("infonce", "dcl", "supcon")
+LOSSES_WITH_TEMPERATURE = ("infonce", "dcl", "supcon", "ssem")
 EPOCHS = {"cifar100": 200, "imagenet": 200, "tiny-imagenet": 100, "synthetic": 20, "digits": 50}
 """CLOP paper Sec. 5 (synthetic, digits: ours)."""
 BATCH_SIZE = {"digits": 256}
@@ -139,7 +146,22 @@ class PretrainConfig:
         "lars (SimCLR) or sgd: the same momentum, weight decay, parameter groups and schedule without LARS's "
         "trust ratio", "lars", choices=OPTIMIZERS, absent_means="lars")
     temperature: float | None = setting(
-        "temperature (default: the loss's, infonce 0.5, supcon 0.1, dcl 0.1)", None)
+        "temperature (default: the loss's, infonce 0.5, supcon 0.1, dcl 0.1, ssem 0.1)", None)
+    ssem_alpha: float = setting(
+        "--loss ssem: weight alpha of the self-supervised part, L = (1 - alpha) L_sup + alpha L_self, in [0, 1] "
+        "(SSEM, arXiv 2503.08203; the authors' CIFAR command: 0.5)", 0.5, in_results=False, absent_means=0.5)
+    ssem_convention: str = setting(
+        "--loss ssem: pairs (the authors' CIFAR code: global means over pairs, self term kept) or anchors (their "
+        "ImageNet code, SupCon-style)", "pairs", choices=SSEM_CONVENTIONS, in_results=False, absent_means="pairs")
+    cplearn_f: int = setting(
+        "--loss cplearn: width f of the projector's tanh layer (CPLearn, arXiv 2410.04959; the authors' CIFAR "
+        "config: 2048)", 2048, in_results=False, absent_means=2048)
+    cplearn_c: int = setting(
+        "--loss cplearn: number c of fixed random +-1 codes, >= 2 (the authors' CIFAR config: 16384)", 16384,
+        in_results=False, absent_means=16384)
+    cplearn_beta: float = setting(
+        "--loss cplearn: weight beta of the cross-entropy terms, >= 0 (the authors' CIFAR config: 1)", 1.0,
+        in_results=False, absent_means=1.0)
     projection_dim: int | None = setting(
         "output of the projection head (SimCLR: 128; at least the class count)", None)
     hidden_dim: int = setting("hidden width of the projection head (SimCLR: 2048)", 2048)
@@ -224,6 +246,21 @@ def _check_choices(c: PretrainConfig) -> None:
     check_nonnegative("clop_lambda", c.clop_lambda)
     if not 0.0 < c.label_fraction <= 1.0:
         raise ValueError(f"label_fraction must be in (0, 1]; got {c.label_fraction!r}")
+    _check_remedies(c)
+
+
+def _check_remedies(c: PretrainConfig) -> None:
+    """The settings of --loss ssem and --loss cplearn (checked whatever the loss, so a bad value never waits)."""
+    if not (is_finite_real(c.ssem_alpha) and 0.0 <= c.ssem_alpha <= 1.0):
+        raise ValueError(f"ssem_alpha must be a real number in [0, 1]; got {c.ssem_alpha!r}")
+    c.ssem_alpha = float(c.ssem_alpha)
+    c.ssem_convention = check_choice("ssem_convention", c.ssem_convention, SSEM_CONVENTIONS)
+    c.cplearn_f = check_size("cplearn_f", c.cplearn_f)
+    c.cplearn_c = check_size("cplearn_c", c.cplearn_c, 2)
+    check_nonnegative("cplearn_beta", c.cplearn_beta)
+    if c.loss == "cplearn" and c.clop_lambda > 0:
+        raise ValueError(f"clop_lambda={c.clop_lambda:g}: --loss cplearn replaces the projection output z, on which "
+                         "the CLOP term acts, by its code logits; pass --clop-lambda 0")
 
 
 def _fill_dataset_defaults(c: PretrainConfig) -> None:

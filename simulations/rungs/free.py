@@ -10,9 +10,11 @@ the batch do not move. Minibatches: epoch e of trial t visits the instances in t
 drawn from a generator seeded by (seed, trial, e), N // B batches per epoch (the last partial batch is
 dropped), the same for every learning rate of the trial (common random numbers).
 
-Starts (:func:`initial_views`): trial t of (k, n, d) draws a standard Gaussian (2, N, d) from a generator
-seeded by (seed, k, n, d, t) and normalises its rows (uniform on the sphere, the start of Theorem 1); the
-start does not depend on the loss, so losses are compared on the same starts. With ``start`` given (e.g. the
+Starts (:func:`initial_views`, :func:`sphere_views`): trial t of (k, n, d) draws a standard Gaussian (2, N, d)
+from a generator seeded by (seed, k, n, d, t) and normalises its rows (uniform on the sphere, the start of
+Theorem 1); the start does not depend on the loss, so losses are compared on the same starts. The step itself is
+:func:`normalised_step`; both are public so that a study with its own loss (the SSEM grid of
+:mod:`simulations.ssem`) trains free embeddings the same way. With ``start`` given (e.g. the
 optimum of :func:`simulations.rungs.linearise.fixed_point`), trial t starts there instead, every view moved by
 a Gaussian of standard deviation ``perturbation`` (generator seeded by (seed, t, 5)) and renormalised: the
 local stability of that configuration, which the linearisation predicts.
@@ -28,7 +30,7 @@ import torch
 from simulations.rungs.engine import BatchedLoss
 from simulations.rungs.problem import Problem
 
-__all__ = ["FreeEmbeddings", "initial_views", "batch_indices"]
+__all__ = ["FreeEmbeddings", "sphere_views", "initial_views", "normalised_step", "batch_indices"]
 
 
 def _generator(*key: int) -> torch.Generator:
@@ -36,11 +38,21 @@ def _generator(*key: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def initial_views(problem: Problem, trial: int) -> torch.Tensor:
-    """(2, N, d) float64 unit views of ``trial`` (module docstring)."""
-    g = _generator(problem.seed, problem.k, problem.n, problem.d, trial)
-    z = torch.randn(2, problem.instances, problem.d, generator=g, dtype=torch.float64)
+def sphere_views(seed: int, k: int, n: int, d: int, trial: int) -> torch.Tensor:
+    """(2, k n, d) float64 unit views, uniform on the sphere, of ``trial`` of (k, n, d) (module docstring)."""
+    g = _generator(seed, k, n, d, trial)
+    z = torch.randn(2, k * n, d, generator=g, dtype=torch.float64)
     return torch.nn.functional.normalize(z, dim=-1)
+
+
+def initial_views(problem: Problem, trial: int) -> torch.Tensor:
+    """(2, N, d) float64 unit views of ``trial`` (module docstring): :func:`sphere_views` of the problem."""
+    return sphere_views(problem.seed, problem.k, problem.n, problem.d, trial)
+
+
+def normalised_step(z: torch.Tensor, g: torch.Tensor, lrs: torch.Tensor) -> torch.Tensor:
+    """One normalised step of R runs, z_a <- (z_a - lr g_a) / ||z_a - lr g_a||: z, g (R, 2, N, d), lrs (R,)."""
+    return torch.nn.functional.normalize(z - lrs[:, None, None, None] * g, dim=-1)
 
 
 def batch_indices(problem: Problem, trial: int, t: int) -> torch.Tensor:
@@ -101,6 +113,4 @@ class FreeEmbeddings:
         return g
 
     def step(self, state: dict[str, torch.Tensor], lrs: torch.Tensor, t: int) -> dict[str, torch.Tensor]:
-        z = state["z"]
-        y = z - lrs[:, None, None, None] * self.gradient(state, t)
-        return {"z": torch.nn.functional.normalize(y, dim=-1), "trial": state["trial"]}
+        return {"z": normalised_step(state["z"], self.gradient(state, t), lrs), "trial": state["trial"]}

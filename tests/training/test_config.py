@@ -173,6 +173,25 @@ def _benchmark_parser(name: str) -> argparse.ArgumentParser:
     return module.build_parser()
 
 
+ADDED_FLAGS = {  # options added since, with their (default, choices); an old option changed here is listed too
+    'training.pretrain': {
+        '--loss': ('infonce', ('barlowtwins', 'cplearn', 'dcl', 'infonce', 'ssem', 'supcon', 'vicreg')),
+        '--ssem-alpha': (0.5, None),
+        '--ssem-convention': ('pairs', ('pairs', 'anchors')),
+        '--cplearn-f': (2048, None),
+        '--cplearn-c': (16384, None),
+        '--cplearn-beta': (1.0, None),
+    },
+}
+"""The SSEM and CPLearn settings; ``--loss`` keeps its default and every old choice and gains ssem and cplearn."""
+
+
+def test_added_choices_keep_the_old_ones():
+    old_default, old_choices = OLD_FLAGS['training.pretrain']['--loss']
+    new_default, new_choices = ADDED_FLAGS['training.pretrain']['--loss']
+    assert new_default == old_default and set(old_choices) < set(new_choices)
+
+
 PARSERS = {
     "training.pretrain": pretrain_parser, "training.linear_eval": probe_parser, "training.sweep": sweep_parser,
     "training.plots": plots_parser, "training.practice": practice_parser,
@@ -196,17 +215,20 @@ def test_every_flag_keeps_its_default_and_choices(name):
         choices = tuple(action.choices) if action.choices is not None else None
         for option in action.option_strings or [action.dest]:
             now[option] = (action.default, choices)
-    assert set(now) == set(OLD_FLAGS[name])
-    assert now == OLD_FLAGS[name]
+    expected = {**OLD_FLAGS[name], **ADDED_FLAGS.get(name, {})}
+    assert set(now) == set(expected)
+    assert now == expected
 
 
 def test_the_derived_lists_are_the_hand_written_ones_of_before():
     assert RESUMABLE_CHANGES == ("out", "data_root", "download", "workers", "loader", "device", "overwrite", "resume",
                                  "checkpoint_every", "geometry_images", "geometry_every")
     fields = [f.name for f in dataclasses.fields(PretrainConfig)]
+    remedies = ("ssem_alpha", "ssem_convention", "cplearn_f", "cplearn_c", "cplearn_beta")  # config.json only
     assert RUN_SETTINGS == tuple(f for f in fields if f not in ("out", "overwrite", "device", "workers", "loader",
-                                                                    "geometry_images", "geometry_every"))
-    assert ADDED_SETTINGS == {"optimizer": "lars", "loader": "workers"}
+                                                                    "geometry_images", "geometry_every", *remedies))
+    assert ADDED_SETTINGS == {"optimizer": "lars", "loader": "workers", "ssem_alpha": 0.5, "ssem_convention": "pairs",
+                              "cplearn_f": 2048, "cplearn_c": 16384, "cplearn_beta": 1.0}
     assert [f.name for f in dataclasses.fields(ProbeConfig)] == [
         "run", "results", "all_labels", "allow_partial", "epochs", "lr", "weight_decay", "batch_size", "data_root",
         "workers", "seed", "device"]
@@ -220,4 +242,4 @@ def test_a_command_line_is_the_config_of_its_flags():
     cfg, _ = config_from_args([])
     assert cfg == PretrainConfig()
     with pytest.raises(SystemExit):
-        config_from_args(["--loss", "ssem"])  # training offers its own losses only
+        config_from_args(["--loss", "nosuch"])  # training offers its own losses only

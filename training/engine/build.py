@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from clop.losses import CLOPLoss, CLOPObjective, make_loss
+from clop.losses import CLOPLoss, CLOPObjective, CPLearnProjector, make_loss
 from training.data.catalog import DATASET_INFO
 from training.engine.model import ContrastiveModel
 from training.optim import LARS, OPTIMIZERS, param_groups
@@ -28,21 +28,40 @@ from training.optim import LARS, OPTIMIZERS, param_groups
 if TYPE_CHECKING:  # pragma: no cover
     from training.config import PretrainConfig
 
-__all__ = ["build_model", "build_objective", "build_optimizer"]
+__all__ = ["build_model", "loss_settings", "build_objective", "build_optimizer"]
 
 
 def build_model(cfg: PretrainConfig) -> ContrastiveModel:
     """The network of a resolved config (the ResNets' small-image stem for inputs of 64 px or less); its
-    projection head takes the encoder's feature size (2048 ResNet-50, 512 ResNet-18, 128 small)."""
+    projection head takes the encoder's feature size (2048 ResNet-50, 512 ResNet-18, 128 small).
+
+    ``--loss cplearn``: the head is CPLearn's projector (:class:`clop.losses.CPLearnProjector`, arXiv 2410.04959)
+    with f = ``cplearn_f``, c = ``cplearn_c``, its codes drawn from the run's seed and tau fixed by the global
+    batch ``batch_size`` (the batch its loss sees per view), so z is the (N, c) code logits."""
+    head_factory = None
+    if cfg.loss == "cplearn":
+        def head_factory(features: int) -> CPLearnProjector:
+            return CPLearnProjector(features, cfg.cplearn_f, cfg.cplearn_c, n=cfg.batch_size, seed=cfg.seed)
     return ContrastiveModel(
-        cfg.arch, small_images=cfg.image_size <= 64, projection_dim=cfg.projection_dim, hidden_dim=cfg.hidden_dim
+        cfg.arch, small_images=cfg.image_size <= 64, projection_dim=cfg.projection_dim, hidden_dim=cfg.hidden_dim,
+        head_factory=head_factory,
     )
 
 
-def build_objective(cfg: PretrainConfig, device: torch.device) -> CLOPObjective:
-    """The contrastive loss of the config plus, when clop_lambda > 0, the CLOP term of Eq. (4)."""
+def loss_settings(cfg: PretrainConfig) -> dict:
+    """The keyword arguments of ``clop.losses.make_loss(cfg.loss, ...)``: the temperature where one is given, and
+    alpha / convention of ``ssem``, beta of ``cplearn``."""
     kwargs = {} if cfg.temperature is None else {"temperature": cfg.temperature}
-    base = make_loss(cfg.loss, **kwargs)
+    if cfg.loss == "ssem":
+        kwargs.update(alpha=cfg.ssem_alpha, convention=cfg.ssem_convention)
+    elif cfg.loss == "cplearn":
+        kwargs["beta"] = cfg.cplearn_beta
+    return kwargs
+
+
+def build_objective(cfg: PretrainConfig, device: torch.device) -> CLOPObjective:
+    """The loss of the config plus, when clop_lambda > 0, the CLOP term of Eq. (4)."""
+    base = make_loss(cfg.loss, **loss_settings(cfg))
     clop = None
     if cfg.clop_lambda > 0:
         clop = CLOPLoss(

@@ -14,6 +14,8 @@ stride 1, and the max-pool is removed. ImageNet at 224 px keeps the original ste
 128-d feature h, 0.65 M multiply-adds per image at 8x8 and 10.3 M at 32x32 (a ResNet-18 with the
 small-image stem: 11.2 M parameters, 0.56 G multiply-adds at 32x32). The projection head follows the
 encoder's feature size (``ContrastiveModel.feature_dim``: 2048 ResNet-50, 512 ResNet-18, 128 small).
+``head_factory`` replaces SimCLR's head by another one built from that size (CPLearn's projector with its
+fixed codes, :class:`clop.losses.CPLearnProjector`, for ``--loss cplearn``: z is then its code logits).
 
 >>> model = ContrastiveModel(arch="resnet18", small_images=True, projection_dim=16, hidden_dim=32)
 >>> h, z = model(torch.zeros(2, 3, 16, 16))
@@ -22,6 +24,8 @@ encoder's feature size (``ContrastiveModel.feature_dim``: 2048 ResNet-50, 512 Re
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -126,15 +130,22 @@ class ContrastiveModel(nn.Module):
             effect on ``"small"``).
         projection_dim: P, the dimension of z (where the losses act; the CLOP prototypes live there).
         hidden_dim: H, the hidden width of the projection head.
+        head_factory: None (SimCLR's :class:`ProjectionHead`), or a function of the feature size F returning
+            the head module, (N, F) -> (N, P') (``projection_dim`` and ``hidden_dim`` are then not used).
     """
 
     def __init__(
         self, arch: str = "resnet50", *, small_images: bool = False, projection_dim: int = 128,
-        hidden_dim: int = 2048,
+        hidden_dim: int = 2048, head_factory: Callable[[int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         self.encoder, self.feature_dim = build_encoder(arch, small_images=small_images)
-        self.head = ProjectionHead(self.feature_dim, hidden_dim, projection_dim)
+        if head_factory is None:
+            self.head = ProjectionHead(self.feature_dim, hidden_dim, projection_dim)
+        else:
+            self.head = head_factory(self.feature_dim)
+            if not isinstance(self.head, nn.Module):
+                raise ValueError(f"head_factory must return an nn.Module; got {type(self.head).__name__}")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
