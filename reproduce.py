@@ -1,8 +1,8 @@
 """Regenerate every paper figure, table and report this suite has into paper_figures/.
 
 Run: python reproduce.py [--out DIR] [--device DEVICE] [--only NAME ...] [--report-only]
-The default runs every step but the long ones (``table5-seeds``, about half an hour on a 2-core CPU;
-``practice``, Sec. 5 in miniature, about an hour; ``ladder``, about ten minutes);
+The default runs every step but the long ones (:data:`LONG_STEPS`: the study behind Table 5's seeds, Sec. 5 in
+miniature on digits, the ladder from Theorem 1 to training, SSEM and CPLearn; their costs are in the README);
 ``--only NAME`` runs any step, long ones included. The last step writes ``REPORT.md`` from every study's claim
 files (``*claims.csv``); ``--report-only`` runs only that step, from the files already in ``--out``.
 Each step is one of the suite's own scripts, run in this process. A step fails when it returns a
@@ -37,13 +37,18 @@ STEPS = [
      + (["--device", dev] if dev else [])),
     # The study behind table5's default number of seeds: 400 seeds x 8 configurations x 2 regimes.
     ("table5-seeds", "simulations.table5_seeds", lambda out, dev: ["--out", out] + (["--device", dev] if dev else [])),
-    # Sec. 5 in miniature on 8x8 digits: 366 runs, about an hour on a 2-core CPU; runs in runs/practice.
+    # Sec. 5 in miniature on 8x8 digits (486 runs in runs/practice; resumable).
     ("practice", "training.practice.cli", lambda out, dev: ["--out", f"{out}/practice"] + (["--device", dev] if dev else [])),
 ]
-# The ladder from Theorem 1 to training (rungs 0-2): about 10 CPU-minutes; rung 0 reads figure3_max_lr.csv.
+# The ladder from Theorem 1 to training (rungs 0-2); rung 0 reads figure3_max_lr.csv.
 STEPS.append(("ladder", "simulations.ladder", lambda out, dev: ["--out", f"{out}/ladder"] + (["--device", dev] if dev else [])))
+# The other remedies: SSEM's derived class-collapse boundary over an (alpha, tau) grid of free embeddings, and
+# CPLearn's four collapse claims on the 3-D data of Table 5.
+# Both run on the CPU (small float64 problems): --device does not reach them.
+STEPS.append(("ssem", "simulations.ssem_grid", lambda out, dev: ["--out", f"{out}/ssem"]))
+STEPS.append(("cplearn", "simulations.cplearn_synthetic", lambda out, dev: ["--out", f"{out}/cplearn"]))
 STEPS.append(("report", "clop.claims_report", lambda out, dev: ["--root", out]))  # last: reads every study's claims
-LONG_STEPS = {"table5-seeds", "practice", "ladder"}  # not in the default run
+LONG_STEPS = {"table5-seeds", "practice", "ladder", "ssem", "cplearn"}  # not in the default run
 REPORT_STEPS = {"report"}  # what --report-only runs: rebuilt from the claim files already in --out
 
 

@@ -182,8 +182,12 @@ ADDED_FLAGS = {  # options added since, with their (default, choices); an old op
         '--cplearn-c': (16384, None),
         '--cplearn-beta': (1.0, None),
     },
+    'training.practice': {
+        '--verdict-seeds': (6, None),
+        '--seed-blocks': (None, None),
+    },
 }
-"""The SSEM and CPLearn settings; ``--loss`` keeps its default and every old choice and gains ssem and cplearn."""
+"""The SSEM and CPLearn settings, and the practice study's extra seeds where a verdict is read; ``--loss`` keeps its default and every old choice and gains ssem and cplearn."""
 
 
 def test_added_choices_keep_the_old_ones():
