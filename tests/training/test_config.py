@@ -183,7 +183,7 @@ ADDED_FLAGS = {  # options added since, with their (default, choices); an old op
         '--cplearn-beta': (1.0, None),
     },
     'training.practice': {
-        '--verdict-seeds': (6, None),
+        '--verdict-seeds': (8, None),
         '--seed-blocks': (None, None),
     },
 }

@@ -23,8 +23,8 @@ expected time from the measured cost of a point (:data:`EPOCH_CPU_S`).
 **Seeds.** Every point runs ``--seeds`` (default :data:`SEEDS`, three: enough for the figures); the points that
 carry a verdict (:func:`carries_verdict`: the untrained reference, the two baselines and their CLOP variants at
 lr 0.3 and 10 with both optimisers, the same four on the whole batch axis, the six variants at batch 32) also
-run seeds 0 .. ``verdict_seeds`` - 1 (default :data:`VERDICT_SEEDS`, six: the least :data:`clop.stats.MIN_PAIRS`
-decides on). ``--seed-blocks`` measures how often verdicts move between disjoint blocks of seeds.
+run seeds 0 .. ``verdict_seeds`` - 1 (default :data:`VERDICT_SEEDS`, eight: two above the :data:`clop.stats.MIN_PAIRS`
+that any verdict needs). ``--seed-blocks`` measures how often verdicts move between disjoint blocks of seeds.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ DATASET = "digits"
 ARCH = "small"
 EPOCHS = 25
 SEEDS = (0, 1, 2)
-VERDICT_SEEDS = 6
-"""Seeds 0 .. 5 at the points that carry a verdict: six paired samples, the least clop.stats decides on
+VERDICT_SEEDS = 8
+"""Seeds 0 .. 7 at the points that carry a verdict: eight paired samples, two above the least clop.stats decides on
 (``--seed-blocks`` measures whether more seeds would move a verdict)."""
 WORKERS = 0
 AXES = ("lr", "batch", "lambda")
