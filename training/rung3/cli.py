@@ -18,7 +18,6 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
@@ -31,7 +30,7 @@ from training.rung3.measure import run_row
 from training.rung3.report import write_report
 from training.sweeps.state import status
 
-__all__ = ["build_parser", "collect", "main", "cli"]
+__all__ = ["build_parser", "cli", "collect", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,8 +32,20 @@ from training.data.augment import default_policy
 from training.sweeps.grid import VARIANTS, Point
 from training.sweeps.launch import Launch, check_extra
 
-__all__ = ["DATASET", "VARIANT", "BATCH", "LRS", "OPTIMIZERS", "NORMS", "SEEDS", "EPOCHS", "RUNS", "Norm", "points",
-           "make_launch"]
+__all__ = [
+    "BATCH",
+    "DATASET",
+    "EPOCHS",
+    "LRS",
+    "NORMS",
+    "OPTIMIZERS",
+    "RUNS",
+    "SEEDS",
+    "VARIANT",
+    "Norm",
+    "make_launch",
+    "points",
+]
 
 DATASET = "digits"
 VARIANT = "infonce10"

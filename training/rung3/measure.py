@@ -38,8 +38,17 @@ from training.eval.evaluate import embed, load_heldout
 from training.eval.linear import load_config, load_run
 from training.practice.run import diverged
 
-__all__ = ["COLLAPSE_MU", "CHANCE", "MEASURES", "CACHE", "BOOTSTRAPS", "invariant_positions", "weight_norm", "unit_metrics",
-           "run_row"]
+__all__ = [
+    "BOOTSTRAPS",
+    "CACHE",
+    "CHANCE",
+    "COLLAPSE_MU",
+    "MEASURES",
+    "invariant_positions",
+    "run_row",
+    "unit_metrics",
+    "weight_norm",
+]
 
 COLLAPSE_MU = 0.998
 """mu >= this is complete collapse: mu_norm >= 0.999 (training.pretrain's threshold) gives mu >= 0.998."""

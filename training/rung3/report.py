@@ -31,7 +31,7 @@ from training.rung3.grid import NORMS
 from training.rung3.measure import COLLAPSE_MU, MEASURES
 from training.rung3.verdicts import COMMAND, all_claims, collapse_cells
 
-__all__ = ["RUN_COLUMNS", "CELL_COLUMNS", "REPORT_FILES", "check_table", "cell_table", "draw", "markdown", "write_report"]
+__all__ = ["CELL_COLUMNS", "REPORT_FILES", "RUN_COLUMNS", "cell_table", "check_table", "draw", "markdown", "write_report"]
 
 RUN_COLUMNS = ("run", "norm", "optimizer", "lr", "seed", *MEASURES)
 CELL_COLUMNS = ("norm", "optimizer", "lr", "runs", "diverged", "collapsed", "mu", "mu_low", "mu_high", "stable_rank",

@@ -38,8 +38,18 @@ from clop.stats import (
 from training.rung3.grid import NORMS
 from training.rung3.measure import COLLAPSE_MU
 
-__all__ = ["RES_FLOOR", "TOLERANCE", "NEGLIGIBLE_DECADES", "ONSET_RESOLUTION", "COMMAND", "collapse_cells",
-           "collapse_claim", "onsets", "earlier_claim", "all_claims"]
+__all__ = [
+    "COMMAND",
+    "NEGLIGIBLE_DECADES",
+    "ONSET_RESOLUTION",
+    "RES_FLOOR",
+    "TOLERANCE",
+    "all_claims",
+    "collapse_cells",
+    "collapse_claim",
+    "earlier_claim",
+    "onsets",
+]
 
 RES_FLOOR = 1e-4
 """Least resolution of mu: the float32 embeddings' rounding leaves a collapsed run's mu about this far from 1."""
@@ -137,7 +147,7 @@ def earlier_claim(tab: pd.DataFrame, opt: str, norm: str) -> Claim:
     g = paired_gain(d, resolution=ONSET_RESOLUTION)
     verdict, why = direction_verdict(g, NEGLIGIBLE_DECADES, unit=" dec")
     m = margin_se(g, raises_judge(NEGLIGIBLE_DECADES))
-    onset_txt = lambda s: ", ".join("none" if v >= censor else f"{10**v:.0f}" for v in s)  # noqa: E731
+    onset_txt = lambda s: ", ".join("none" if v >= censor else f"{10**v:.0f}" for v in s)
     result = (f"{g.interval_text('decades')} (n = {g.n}, {g.up} earlier, {g.down} later; margin {m:.1f} SE; {why}); "
               f"onsets with BatchNorm: {onset_txt(base[seeds])}; {NORMS[norm].label}: {onset_txt(other[seeds])}")
     if g.n < MIN_PAIRS:
