@@ -1,7 +1,8 @@
 """``python -m training.rung3``: the ladder's rung 3, the digits CNN at large learning rates with and without
 BatchNorm, and its report.
 
-    python -m training.rung3 [--jobs 2] [--epochs 25] [--lrs 30 100 300 1000] [--seeds 0 1 2 3 4 5]
+    python -m training.rung3 [--jobs 2] [--epochs 25] [--lrs 30 100 300 1000] [--context-lrs 3 10]
+                             [--seeds 0 1 2 3 4 5]
     python -m training.rung3 --report-only     # redraw the report from the finished runs
 
 The grid: :mod:`training.rung3.grid` (runs under ``--runs``, default runs/ladder_rung3); the runs go through the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from collections.abc import Sequence
 
 import pandas as pd
@@ -25,7 +27,7 @@ from clop.util.cli import HelpFormatter, check_device, run_main
 from clop.util.device import torch_threads
 from clop.util.io import check_output_dir, check_path_text
 from training.practice.run import diverged, run_study
-from training.rung3.grid import EPOCHS, LRS, NORMS, OPTIMIZERS, RUNS, SEEDS, make_launch, points
+from training.rung3.grid import CONTEXT_LRS, EPOCHS, LRS, NORMS, OPTIMIZERS, RUNS, SEEDS, make_launch, points
 from training.rung3.measure import run_row
 from training.rung3.report import write_report
 from training.sweeps.state import status
@@ -38,8 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=HelpFormatter)
     p.add_argument("--runs", default=RUNS, help="folder of the run directories")
     p.add_argument("--out", default="paper_figures/ladder/rung3", help="report folder")
+    p.add_argument("--ladder-rows", default="paper_figures/ladder/ladder_rows_rung3.csv",
+                   help="the ladder's rows of rung 3 (read by python simulations/ladder.py --report-only); '' for none")
     p.add_argument("--epochs", type=int, default=EPOCHS, help="epochs of every run")
     p.add_argument("--lrs", type=float, nargs="+", default=list(LRS), help="learning rates (batch 256)")
+    p.add_argument("--context-lrs", type=float, nargs="*", default=list(CONTEXT_LRS),
+                   help="lower lrs run for nobn only, where its collapse may start (none: pass the flag alone)")
     p.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS, help="optimisers")
     p.add_argument("--norms", nargs="+", default=list(NORMS), choices=list(NORMS),
                    help="normalisations: bn (as trained), nobn (--arch small-nobn), fixed (--hold-weight-norms)")
@@ -68,26 +74,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_path_text(args.runs, "--runs")
         out = check_output_dir(args.out, "--out")
+        rows_path = None
+        if args.ladder_rows:
+            rows_path = check_output_dir(Path(args.ladder_rows).parent, "--ladder-rows") / Path(args.ladder_rows).name
         check_device(args.device, "--device")
         if args.jobs < 1:
             raise ValueError(f"--jobs must be an integer >= 1; got {args.jobs}")
-        pts = points(args.runs, args.epochs, args.lrs, args.optimizers, args.norms, args.seeds)
+        pts = points(args.runs, args.epochs, args.lrs, args.optimizers, args.norms, args.seeds, args.context_lrs)
     except ValueError as exc:
         parser.error(str(exc))
     start = time.perf_counter()
     failures = []
     if not args.report_only:
-        for norm in args.norms:
-            group = [p for n, p in pts if n == norm]
-            launch = make_launch(norm, args.runs, args.epochs, args.device)
-            failures += run_study(group, launch, args.jobs, progress=not args.no_progress)
+        main_lrs = set(args.lrs)  # the main grid, norm by norm, then the context points of nobn
+        groups = [(norm, [p for n, p in pts if n == norm and p.value in main_lrs]) for norm in args.norms]
+        groups.append(("nobn", [p for n, p in pts if p.value not in main_lrs]))
+        for norm, group in groups:
+            if group:
+                launch = make_launch(norm, args.runs, args.epochs, args.device)
+                failures += run_study(group, launch, args.jobs, progress=not args.no_progress)
     with torch_threads(1):
         tab = collect(pts)
     if tab.empty:
         print(f"error: no finished run under {args.runs}; run without --report-only first", file=sys.stderr)
         return 2
     claims = write_report(tab, out, seconds=None if args.report_only else time.perf_counter() - start,
-                          epochs=args.epochs)
+                          epochs=args.epochs, rows_path=rows_path)
     for c in claims:
         print(f"{c.id}: {c.verdict}")
     print(f"rung3: {len(tab)} of {len(pts)} runs; wrote {out} in {time.perf_counter() - start:.0f} s")

@@ -13,6 +13,7 @@ that their effective step is lr / ||W||^2 and ||W|| grows at a large lr?
 * normalisation (:data:`NORMS`): ``bn`` the network as the practice study trains it; ``nobn`` no BatchNorm at all
   (``--arch small-nobn``); ``fixed`` BatchNorm with every scale-invariant weight put back to its initial norm
   after each step (``--hold-weight-norms``, :mod:`training.engine.norms`);
+* for ``nobn`` also :data:`CONTEXT_LRS` (3 and 10), where its collapse may start;
 * seeds 0 .. 5 (:data:`SEEDS`: six pairs, the least :data:`clop.stats.MIN_PAIRS` decides on); :data:`EPOCHS`
   epochs (the practice study's 25 where the grid fits about 15 minutes of a 2-core CPU, see docs/ladder.md).
 
@@ -51,6 +52,8 @@ DATASET = "digits"
 VARIANT = "infonce10"
 BATCH = 256
 LRS = (30.0, 100.0, 300.0, 1000.0)
+CONTEXT_LRS = (3.0, 10.0)
+"""Lower lrs run for ``nobn`` only: without BatchNorm the collapse may start below the grid, and these locate it."""
 OPTIMIZERS = ("lars", "sgd")
 SEEDS = (0, 1, 2, 3, 4, 5)
 EPOCHS = 25
@@ -85,11 +88,14 @@ def _check_list(name: str, values: Sequence, allowed: Sequence | None = None) ->
 
 def points(runs: str | Path = RUNS, epochs: int = EPOCHS, lrs: Sequence[float] = LRS,
            optimizers: Sequence[str] = OPTIMIZERS, norms: Sequence[str] = tuple(NORMS),
-           seeds: Sequence[int] = SEEDS) -> list[tuple[str, Point]]:
-    """(norm, point) for every cell of the grid, seed by seed; ValueError naming a bad argument."""
+           seeds: Sequence[int] = SEEDS, context_lrs: Sequence[float] = CONTEXT_LRS) -> list[tuple[str, Point]]:
+    """(norm, point) for every cell of the grid, seed by seed, then the ``nobn`` points at ``context_lrs`` (those
+    not in ``lrs``; none when ``nobn`` is not among ``norms``); ValueError naming a bad argument."""
     lrs = _check_list("lrs", lrs)
-    if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 for x in lrs):
-        raise ValueError(f"lrs must be numbers > 0; got {lrs!r}")
+    context_lrs = list(context_lrs)
+    for name, values in (("lrs", lrs), ("context_lrs", context_lrs)):
+        if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 for x in values):
+            raise ValueError(f"{name} must be numbers > 0; got {values!r}")
     optimizers = _check_list("optimizers", optimizers, OPTIMIZERS)
     norms = _check_list("norms", norms, tuple(NORMS))
     seeds = _check_list("seeds", seeds)
@@ -98,20 +104,21 @@ def points(runs: str | Path = RUNS, epochs: int = EPOCHS, lrs: Sequence[float] =
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}")
     v = VARIANTS[VARIANT]
+    cells = [(norm, opt, lr) for norm in norms for opt in optimizers for lr in lrs]
+    extra = [x for x in context_lrs if x not in lrs] if "nobn" in norms else []
     out = []
-    for seed in seeds:
-        for norm in norms:
-            for opt in optimizers:
-                for lr in lrs:
-                    sweep = f"e{epochs}/{norm}"
-                    run = Path(runs) / sweep / f"{VARIANT}_{opt}_b{BATCH}_lr{float(lr):g}_s{seed}"
-                    settings = {
-                        "dataset": DATASET, "loss": v.loss, "label_fraction": v.label_fraction,
-                        "clop_lambda": v.clop_lambda, "prototypes": v.prototypes, "similarity": "cosine",
-                        "augmentation": default_policy(DATASET), "batch_size": BATCH,
-                        "base_lr": float(lr) * 256 / BATCH, "optimizer": opt, "seed": seed,
-                    }
-                    out.append((norm, Point(sweep, DATASET, VARIANT, float(lr), seed, settings, run, False)))
+    for group in (cells, [("nobn", opt, lr) for opt in optimizers for lr in extra]):
+        for seed in seeds:
+            for norm, opt, lr in group:
+                sweep = f"e{epochs}/{norm}"
+                run = Path(runs) / sweep / f"{VARIANT}_{opt}_b{BATCH}_lr{float(lr):g}_s{seed}"
+                settings = {
+                    "dataset": DATASET, "loss": v.loss, "label_fraction": v.label_fraction,
+                    "clop_lambda": v.clop_lambda, "prototypes": v.prototypes, "similarity": "cosine",
+                    "augmentation": default_policy(DATASET), "batch_size": BATCH,
+                    "base_lr": float(lr) * 256 / BATCH, "optimizer": opt, "seed": seed,
+                }
+                out.append((norm, Point(sweep, DATASET, VARIANT, float(lr), seed, settings, run, False)))
     return out
 
 

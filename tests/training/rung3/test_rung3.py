@@ -17,7 +17,7 @@ from training.engine.norms import hold_norms, scale_invariant_weights
 from training.rung3 import cli
 from training.rung3.grid import NORMS, make_launch, points
 from training.rung3.measure import COLLAPSE_MU, MEASURES, invariant_positions, unit_metrics, weight_norm
-from training.rung3.report import REPORT_FILES, check_table, write_report
+from training.rung3.report import LADDER_COLUMNS, REPORT_FILES, check_table, write_report
 from training.rung3.verdicts import all_claims, onsets
 
 
@@ -34,6 +34,12 @@ def test_the_network_without_batchnorm_builds_and_keeps_its_shapes():
     assert h.shape == (5, 128) and z.shape == (5, 16)
     assert all(float(m.bias.detach().abs().max()) == 0 for m in model.encoder.modules() if isinstance(m, nn.Conv2d))
     assert [p.shape for p in invariant_positions(model)] == [p.shape for p in invariant_positions(_small("small"))]
+
+
+def test_the_ladder_columns_are_the_ladders():
+    from simulations.rungs.summary import LADDER_COLUMNS as THEIRS  # training may not import simulations; a test may
+
+    assert LADDER_COLUMNS == THEIRS
 
 
 def test_the_scale_invariant_weights_are_those_before_a_batchnorm():
@@ -91,12 +97,14 @@ def test_unit_metrics_on_constructed_embeddings():
 
 def test_weight_norm_is_the_joint_norm_of_the_positions():
     model = _small("small")
-    assert weight_norm(model) == pytest.approx(math.sqrt(sum(float(p.pow(2).sum()) for p in invariant_positions(model))))
+    assert weight_norm(model) == pytest.approx(math.sqrt(sum(float(p.detach().pow(2).sum()) for p in invariant_positions(model))))
 
 
 def test_the_grid_and_its_launches():
-    pts = points("R", 3, [30.0, 1000.0], ["sgd"], ["bn", "nobn"], [0, 1])
-    assert len(pts) == 8
+    pts = points("R", 3, [30.0, 1000.0], ["sgd"], ["bn", "nobn"], [0, 1], [10.0, 30.0])
+    assert len(pts) == 8 + 2  # nobn also at lr 10, seeds 0 and 1, after the main grid
+    assert [(n, p.value) for n, p in pts[-2:]] == [("nobn", 10.0), ("nobn", 10.0)]
+    assert len(points("R", 3, [30.0], ["sgd"], ["bn"], [0], [10.0])) == 1  # no nobn, no context
     norm, p = pts[0]
     assert (norm, str(p.run_dir)) == ("bn", "R/e3/bn/infonce10_sgd_b256_lr30_s0")
     assert p.settings["clop_lambda"] == 0 and p.settings["label_fraction"] == 0.1
@@ -125,13 +133,18 @@ def _synthetic_table() -> pd.DataFrame:
 def test_the_report_on_a_synthetic_table(tmp_path):
     tab = _synthetic_table()
     assert list(check_table(tab).columns)[5:] == list(MEASURES)
-    claims = {c.id: c.verdict for c in write_report(tab, tmp_path, seconds=1.0, epochs=2)}
+    rows_path = tmp_path / "rows" / "ladder_rows_rung3.csv"
+    claims = {c.id: c.verdict for c in write_report(tab, tmp_path / "out", seconds=1.0, epochs=2, rows_path=rows_path)}
     assert claims == {"LAD-R3-collapse-sgd-bn": "fails", "LAD-R3-collapse-sgd-nobn": "holds",
                       "LAD-R3-earlier-nobn-sgd": "inconclusive"}  # one grid step (0.5 decades) cannot decide
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(REPORT_FILES)
-    cells = pd.read_csv(tmp_path / "rung3_cells.csv")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(REPORT_FILES)
+    cells = pd.read_csv(tmp_path / "out" / "rung3_cells.csv")
     assert cells["eff_step"].tolist() == pytest.approx([7.5, 250.0, 7.5, 250.0])
-    assert "onset lr 1000" in (tmp_path / "rung3.md").read_text()
+    assert "onset lr 1000" in (tmp_path / "out" / "rung3.md").read_text()
+    rows = pd.read_csv(rows_path)
+    assert list(rows.columns) == list(LADDER_COLUMNS)
+    assert rows[["setting", "status", "measured_lo", "measured_hi"]].fillna(-1).values.tolist() == [
+        ["bn, batch 256, 6 seeds", "none", 1000.0, -1], ["nobn, batch 256, 6 seeds", "bracketed", 30.0, 1000.0]]
 
 
 def test_an_earlier_onset_over_a_wide_grid_holds():
@@ -159,6 +172,7 @@ def test_a_table_without_a_column_is_refused():
     (["--jobs", "0"], "--jobs must be an integer >= 1"),
     (["--seeds", "-1"], "seeds must be integers >= 0"),
     (["--lrs", "0"], "lrs must be numbers > 0"),
+    (["--context-lrs", "-1"], "context_lrs must be numbers > 0"),
     (["--epochs", "0"], "epochs must be an integer >= 1"),
     (["--norms", "ln"], "invalid choice: 'ln'"),
     (["--device", "tpu"], "--device"),
@@ -166,7 +180,7 @@ def test_a_table_without_a_column_is_refused():
 ])
 def test_bad_flags_are_one_line_errors(argv, needle, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), *argv])
+        cli.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--ladder-rows", "", *argv])
     assert exc.value.code == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("python -m training.rung3: error")]
     assert len(err) == 1 and needle in err[0]
@@ -174,17 +188,20 @@ def test_bad_flags_are_one_line_errors(argv, needle, capsys, tmp_path):
 
 
 def test_report_only_without_runs_says_so(capsys, tmp_path):
-    assert cli.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--report-only"]) == 2
+    assert cli.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--ladder-rows", "",
+                     "--report-only"]) == 2
     assert "no finished run" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_a_tiny_grid_runs_resumes_and_reports(tmp_path, capsys):
-    argv = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--epochs", "1", "--lrs", "30",
-            "--optimizers", "sgd", "--seeds", "0", "--jobs", "1", "--no-progress", "--device", "cpu"]
+    argv = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--ladder-rows",
+            str(tmp_path / "rows.csv"), "--epochs", "1", "--lrs", "30",
+            "--optimizers", "sgd", "--seeds", "0", "--context-lrs", "--jobs", "1", "--no-progress", "--device", "cpu"]
     assert cli.main(argv) == 0
     tab = pd.read_csv(tmp_path / "out" / "rung3_runs.csv")
     assert sorted(tab["norm"]) == sorted(NORMS) and tab["w_growth"][tab["norm"] == "fixed"].iloc[0] == pytest.approx(1.0, abs=1e-5)
     capsys.readouterr()
     assert cli.main(argv) == 0  # everything finished: nothing reruns
     assert "3 of 3 runs" in capsys.readouterr().out
+    assert len(pd.read_csv(tmp_path / "rows.csv")) == 3
