@@ -10,7 +10,7 @@ Paper: CLOP, arXiv 2403.18699, Sec. 3.1 (Theorem 1's mu). Writes into ``out`` (d
   effective step ``lr / growth^2`` (the step of a scale-invariant weight in units of its step at the initial
   norm), and the collapse verdict of the cell (:func:`training.rung3.verdicts.collapse_cells`);
 * ``rung3_mu.png``     mu against lr, one panel per optimiser, one line per normalisation (mean and interval over
-  seeds, each seed a dot; diverged runs counted in the legend);
+  seeds, each seed a dot; diverged runs counted in the panel);
 * ``claims.csv``       :func:`training.rung3.verdicts.all_claims` through :func:`clop.claims.write_claims`;
 * ``rung3.md``         the tables and the verdicts with their numbers, and the command with its run time;
 * ``ladder_rows``      (optional, default ``paper_figures/ladder/ladder_rows_rung3.csv``): one row per optimiser x
@@ -113,30 +113,37 @@ def draw(tab: pd.DataFrame, cells: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     opts = sorted(set(cells["optimizer"]))
-    fig, axes = plt.subplots(1, len(opts), figsize=(5.2 * len(opts), 4.0), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(opts), figsize=(5.2 * len(opts), 4.4), sharey=True, squeeze=False)
     colours = {"bn": "tab:blue", "nobn": "tab:red", "fixed": "tab:green"}
     shift = {"bn": 0.97, "nobn": 1.0, "fixed": 1.03}
     for ax, opt in zip(axes[0], opts):
+        notes: list[str] = []
         for norm in [n for n in NORMS if n in set(cells["norm"])]:
             c = cells[(cells["optimizer"] == opt) & (cells["norm"] == norm)].sort_values("lr")
             if c.empty:
                 continue
             x = c["lr"].to_numpy(float) * shift[norm]
             err = np.vstack([c["mu"] - c["mu_low"], c["mu_high"] - c["mu"]])
-            div = int(c["diverged"].sum())
-            label = NORMS[norm].label + (f" ({div} runs diverged)" if div else "")
-            ax.errorbar(x, c["mu"], yerr=np.nan_to_num(err), color=colours[norm], marker="o", capsize=3, label=label)
+            div = c[c["diverged"] > 0]
+            notes += [f"{norm}: {int(d['diverged'])} diverged at lr {d['lr']:g}" for _, d in div.iterrows()]
+            ax.errorbar(x, c["mu"], yerr=np.nan_to_num(err), color=colours[norm], marker="o", capsize=3,
+                        label=NORMS[norm].label)
             r = tab[(tab["optimizer"] == opt) & (tab["norm"] == norm)]
             ax.scatter(r["lr"] * shift[norm], r["mu"], s=9, color=colours[norm], alpha=0.4)
+        if notes:
+            ax.text(0.02, 0.55, "\n".join(notes), transform=ax.transAxes, fontsize=7, va="center")
         ax.axhline(COLLAPSE_MU, color="k", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_xlabel("learning rate (batch 256)")
         ax.set_title(f"{opt.upper()}")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("mu: mean pairwise cosine of held-out embeddings")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Rung 3: digits CNN, InfoNCE (10 % labels); dashed: complete collapse")
-    fig.tight_layout()
+    axes[0][0].set_ylabel("mu (mean pairwise cosine, held-out images)")
+    axes[0][0].set_ylim(-0.05, 1.05)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(labels), frameon=False)
+    fig.suptitle(f"Rung 3: digits CNN, InfoNCE (10 % labels), {tab['seed'].nunique()} seeds; dashed: complete collapse",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
