@@ -159,7 +159,7 @@ def markdown(cells: pd.DataFrame, claims: Sequence[Claim], seconds: float | None
     head = "| " + " | ".join(CELL_COLUMNS) + " |\n|" + "---|" * len(CELL_COLUMNS) + "\n"
     body = "".join("| " + " | ".join(_fmt(r[c]) for c in CELL_COLUMNS) + " |\n" for _, r in cells.iterrows())
     verdicts = "".join(f"* **{c.id}** ({c.verdict}): {c.tested}. {c.result}\n" for c in claims)
-    took = f" in {seconds:.0f} s" if seconds is not None else ""
+    took = f" in {seconds:.0f} s" if seconds is not None else " (this report redrawn from the runs with --report-only)"
     grid = "; ".join(f"{n}: lr {', '.join(f'{x:g}' for x in sorted(set(cells[cells['norm'] == n]['lr'])))}"
                      for n in NORMS if n in set(cells["norm"]))
     return (

@@ -72,7 +72,8 @@ def collapse_cells(tab: pd.DataFrame, opt: str, norm: str) -> list[dict]:
     verdict, its reason and margin (Holm applied to the fails side over the lrs)."""
     cells, gains, judges = [], [], []
     judge = equivalence_judge(TOLERANCE)
-    for lr in sorted(tab["lr"].unique()):
+    mine = tab[(tab["optimizer"] == opt) & (tab["norm"] == norm)]
+    for lr in sorted(mine["lr"].unique()):  # the lrs this normalisation ran (nobn also the context lrs)
         c = _cell(tab, opt, norm, lr)
         ok = c[~c["diverged"].astype(bool)]
         res = max(float(np.nanmedian(ok["res_mu"])) if len(ok) else 0.0, RES_FLOOR)

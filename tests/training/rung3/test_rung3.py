@@ -154,6 +154,9 @@ def test_an_earlier_onset_over_a_wide_grid_holds():
     assert onsets(tab, "sgd", "bn").tolist() == pytest.approx([3.5] * 6)  # censored half a decade past 1000
     verdicts = {c.id: c.verdict for c in all_claims(tab)}
     assert verdicts["LAD-R3-earlier-nobn-sgd"] == "holds"
+    context = tab[(tab["norm"] == "nobn") & (tab["lr"] == 30.0)].assign(lr=3.0)  # a lr that only nobn ran
+    claims = {c.id: c for c in all_claims(pd.concat([tab, context]))}
+    assert claims["LAD-R3-collapse-sgd-bn"].verdict == "fails" and "lr 3:" not in claims["LAD-R3-collapse-sgd-bn"].result
 
 
 def test_nothing_collapses_is_not_testable():
