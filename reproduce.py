@@ -40,6 +40,11 @@ STEPS = [
     # Sec. 5 in miniature on 8x8 digits (566 runs in runs/practice; resumable).
     ("practice", "training.practice.cli", lambda out, dev: ["--out", f"{out}/practice"] + (["--device", dev] if dev else [])),
 ]
+# The ladder's rung 3: the digits CNN with and without BatchNorm (168 runs in runs/ladder_rung3; resumable); it writes
+# its row of the ladder, which the ladder step below folds into ladder.md and figure (c).
+STEPS.append(("ladder-rung3", "training.rung3", lambda out, dev: ["--out", f"{out}/ladder/rung3", "--ladder-rows",
+                                                                   f"{out}/ladder/ladder_rows_rung3.csv"]
+              + (["--device", dev] if dev else [])))
 # The ladder from Theorem 1 to training (rungs 0-2); rung 0 reads figure3_max_lr.csv.
 STEPS.append(("ladder", "simulations.ladder", lambda out, dev: ["--out", f"{out}/ladder"] + (["--device", dev] if dev else [])))
 # The other remedies: SSEM's derived class-collapse boundary over an (alpha, tau) grid of free embeddings, and
@@ -48,7 +53,7 @@ STEPS.append(("ladder", "simulations.ladder", lambda out, dev: ["--out", f"{out}
 STEPS.append(("ssem", "simulations.ssem_grid", lambda out, dev: ["--out", f"{out}/ssem"]))
 STEPS.append(("cplearn", "simulations.cplearn_synthetic", lambda out, dev: ["--out", f"{out}/cplearn"]))
 STEPS.append(("report", "clop.claims_report", lambda out, dev: ["--root", out]))  # last: reads every study's claims
-LONG_STEPS = {"table5-seeds", "practice", "ladder", "ssem", "cplearn"}  # not in the default run
+LONG_STEPS = {"table5-seeds", "practice", "ladder-rung3", "ladder", "ssem", "cplearn"}  # not in the default run
 REPORT_STEPS = {"report"}  # what --report-only runs: rebuilt from the claim files already in --out
 
 

@@ -57,7 +57,7 @@ from clop.util.io import check_path_text
 from training.data.augment import FLIPPING_POLICIES, POLICIES, default_policy
 from training.data.catalog import DATASET_INFO, DATASETS
 from training.data.loader import LOADERS, SAME_VIEWS, check_loader
-from training.engine.model import ARCHS
+from training.engine.model import ARCHS, NO_BATCHNORM
 from training.optim import OPTIMIZERS
 
 __all__ = [
@@ -145,6 +145,11 @@ class PretrainConfig:
     optimizer: str = setting(
         "lars (SimCLR) or sgd: the same momentum, weight decay, parameter groups and schedule without LARS's "
         "trust ratio", "lars", choices=OPTIMIZERS, absent_means="lars")
+    hold_weight_norms: bool = setting(
+        "after every optimiser step, put each scale-invariant weight (that of a convolution or linear layer "
+        "without bias whose output goes only into a BatchNorm) back to its norm at initialisation, so that its "
+        "effective step lr/||w||^2 cannot shrink as ||w|| grows (ours; the ladder's rung 3, docs/ladder.md). Not "
+        "a results column: such runs are told apart by their name", False, in_results=False, absent_means=False)
     temperature: float | None = setting(
         "temperature (default: the loss's, infonce 0.5, supcon 0.1, dcl 0.1, ssem 0.1)", None)
     ssem_alpha: float = setting(
@@ -242,6 +247,9 @@ def _check_choices(c: PretrainConfig) -> None:
         raise ValueError(f"augmentation={c.augmentation!r} flips images, and a mirrored digit is another symbol; "
                          "with --dataset digits pass --augmentation digits (the default)")
     c.arch = check_choice("arch", c.arch, ARCHS)
+    if c.hold_weight_norms and c.arch in NO_BATCHNORM:
+        raise ValueError(f"hold_weight_norms: arch={c.arch!r} has no BatchNorm, hence no scale-invariant weight to "
+                         "hold; drop --hold-weight-norms or pick an arch with BatchNorm")
     c.optimizer = check_choice("optimizer", c.optimizer, OPTIMIZERS)
     check_nonnegative("clop_lambda", c.clop_lambda)
     if not 0.0 < c.label_fraction <= 1.0:

@@ -187,6 +187,12 @@ def figure_b(out: Path) -> Path:
     return path
 
 
+def _unpredicted(row) -> str:
+    """What a row without a finite prediction says: a rung that has no linearisation (its ``prediction`` starts
+    with "none") says so; otherwise the linearisation says the optimum never loses stability."""
+    return "none" if str(row["prediction"]).startswith("none") else "never unstable"
+
+
 def figure_c(out: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -203,8 +209,13 @@ def figure_c(out: Path) -> Path:
             off = 0.15 if r["event"] == "collapse" else -0.15
             if not (math.isfinite(pred) and pred > 0):
                 if r["status"] == "none":
-                    ax.text(1.1, y + off, f"predicted: never unstable; no {r['event']} up to lr "
+                    ax.text(1.1, y + off, f"predicted: {_unpredicted(r)}; no {r['event']} up to lr "
                             f"{float(r['measured_lo']):.3g}", fontsize=5, va="center", color=colour)
+                elif r["status"] in ("bracketed", "below"):
+                    where = (f"below lr {float(r['measured_hi']):.3g}" if r["status"] == "below" else
+                             f"between lr {float(r['measured_lo']):.3g} and {float(r['measured_hi']):.3g}")
+                    ax.text(1.1, y + off, f"predicted: {_unpredicted(r)}; {r['event']} {where}", fontsize=5,
+                            va="center", color=colour)
                 continue
             if r["status"] in ("bracketed", "mixed") and math.isfinite(float(r["measured_hi"])):
                 lo, hi = float(r["measured_lo"]) / pred, float(r["measured_hi"]) / pred

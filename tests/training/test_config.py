@@ -181,13 +181,17 @@ ADDED_FLAGS = {  # options added since, with their (default, choices); an old op
         '--cplearn-f': (2048, None),
         '--cplearn-c': (16384, None),
         '--cplearn-beta': (1.0, None),
+        '--arch': ('resnet50', ('resnet50', 'resnet18', 'small', 'small-nobn')),
+        '--hold-weight-norms': (False, None),
     },
     'training.practice': {
         '--verdict-seeds': (8, None),
         '--seed-blocks': (None, None),
     },
 }
-"""The SSEM and CPLearn settings, and the practice study's extra seeds where a verdict is read; ``--loss`` keeps its default and every old choice and gains ssem and cplearn."""
+"""The SSEM and CPLearn settings, the ladder's rung 3 (``--arch small-nobn``, ``--hold-weight-norms``), and the
+practice study's extra seeds where a verdict is read; ``--loss`` and ``--arch`` keep their defaults and every old
+choice."""
 
 
 def test_added_choices_keep_the_old_ones():
@@ -219,9 +223,12 @@ def test_every_flag_keeps_its_default_and_choices(name):
         choices = tuple(action.choices) if action.choices is not None else None
         for option in action.option_strings or [action.dest]:
             now[option] = (action.default, choices)
-    expected = {**OLD_FLAGS[name], **ADDED_FLAGS.get(name, {})}
-    assert set(now) == set(expected)
-    assert now == expected
+    want = {**OLD_FLAGS[name], **ADDED_FLAGS.get(name, {})}
+    for flag, (default, choices) in ADDED_FLAGS.get(name, {}).items():  # an extended flag keeps every old choice
+        if flag in OLD_FLAGS[name]:
+            assert OLD_FLAGS[name][flag][0] == default and set(OLD_FLAGS[name][flag][1]) <= set(choices)
+    assert set(now) == set(want)
+    assert now == want
 
 
 def test_the_derived_lists_are_the_hand_written_ones_of_before():
@@ -230,9 +237,10 @@ def test_the_derived_lists_are_the_hand_written_ones_of_before():
     fields = [f.name for f in dataclasses.fields(PretrainConfig)]
     remedies = ("ssem_alpha", "ssem_convention", "cplearn_f", "cplearn_c", "cplearn_beta")  # config.json only
     assert RUN_SETTINGS == tuple(f for f in fields if f not in ("out", "overwrite", "device", "workers", "loader",
-                                                                    "geometry_images", "geometry_every", *remedies))
+                                                                    "geometry_images", "geometry_every", *remedies,
+                                                                    "hold_weight_norms"))
     assert ADDED_SETTINGS == {"optimizer": "lars", "loader": "workers", "ssem_alpha": 0.5, "ssem_convention": "pairs",
-                              "cplearn_f": 2048, "cplearn_c": 16384, "cplearn_beta": 1.0}
+                              "cplearn_f": 2048, "cplearn_c": 16384, "cplearn_beta": 1.0, "hold_weight_norms": False}
     assert [f.name for f in dataclasses.fields(ProbeConfig)] == [
         "run", "results", "all_labels", "allow_partial", "epochs", "lr", "weight_decay", "batch_size", "data_root",
         "workers", "seed", "device"]

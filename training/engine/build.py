@@ -12,6 +12,9 @@ Optimisers (``--optimizer``):
   normalisation parameters) and the same warm-up + cosine schedule. The two then differ only by LARS's
   trust ratio ``eta ||p|| / ||g + wd p||`` on the adapted tensors: SGD steps by the raw (decayed)
   gradient, LARS rescales each layer's step (docs/training.md, "LARS and SGD").
+
+With ``--hold-weight-norms`` either optimiser puts every scale-invariant weight back to its initial norm after
+each step (:mod:`training.engine.norms`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 from clop.losses import CLOPLoss, CLOPObjective, CPLearnProjector, make_loss
 from training.data.catalog import DATASET_INFO
 from training.engine.model import ContrastiveModel
+from training.engine.norms import hold_norms, scale_invariant_weights
 from training.optim import LARS, OPTIMIZERS, param_groups
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,9 +81,13 @@ def build_optimizer(cfg: PretrainConfig, model: torch.nn.Module) -> torch.optim.
     momentum and weight decay; LARS also takes ``cfg.trust_coefficient``. See the module docstring."""
     groups = param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "lars":
-        return LARS(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                    trust_coefficient=cfg.trust_coefficient)
-    if cfg.optimizer == "sgd":
+        opt = LARS(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                   trust_coefficient=cfg.trust_coefficient)
+    elif cfg.optimizer == "sgd":
         plain = [{k: v for k, v in g.items() if k != "lars_adaptation"} for g in groups]
-        return torch.optim.SGD(plain, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer={cfg.optimizer!r} is not supported; expected one of {list(OPTIMIZERS)}")
+        opt = torch.optim.SGD(plain, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"optimizer={cfg.optimizer!r} is not supported; expected one of {list(OPTIMIZERS)}")
+    if cfg.hold_weight_norms:  # the norms of the model as built: its initialisation (build() seeds it)
+        hold_norms(opt, [p for _, p in scale_invariant_weights(model)])
+    return opt

@@ -17,6 +17,12 @@ encoder's feature size (``ContrastiveModel.feature_dim``: 2048 ResNet-50, 512 Re
 ``head_factory`` replaces SimCLR's head by another one built from that size (CPLearn's projector with its
 fixed codes, :class:`clop.losses.CPLearnProjector`, for ``--loss cplearn``: z is then its code logits).
 
+``arch="small-nobn"`` (ours) is the same network without any BatchNorm, in the encoder and in the projection
+head (:data:`NO_BATCHNORM`): every convolution and the head's first linear layer get a bias (zero at the
+start) instead. BatchNorm makes the weight of the layer before it scale-invariant (the loss does not change
+when that weight is multiplied by a positive number), so the two archs tell apart what that invariance does
+to training at a large learning rate (the ladder's rung 3, docs/ladder.md).
+
 >>> model = ContrastiveModel(arch="resnet18", small_images=True, projection_dim=16, hidden_dim=32)
 >>> h, z = model(torch.zeros(2, 3, 16, 16))
 >>> tuple(h.shape), tuple(z.shape)
@@ -32,9 +38,11 @@ from torch import nn
 
 from clop.util.checks import check_choice, check_size
 
-ARCHS = ("resnet50", "resnet18", "small")
+ARCHS = ("resnet50", "resnet18", "small", "small-nobn")
 """resnet50 is the paper's model; resnet18 is a cheaper stand-in for quick experiments; small is
-:class:`SmallConvNet`, for the 8x8 digits and CPU runs."""
+:class:`SmallConvNet`, for the 8x8 digits and CPU runs; small-nobn the same without BatchNorm."""
+NO_BATCHNORM = ("small-nobn",)
+"""The archs without BatchNorm, in the encoder and in the projection head."""
 
 
 class SmallConvNet(nn.Sequential):
@@ -55,20 +63,27 @@ class SmallConvNet(nn.Sequential):
     ``864 S^2 + 18,432 ceil(S/2)^2 + 73,728 ceil(S/4)^2`` multiply-adds. The convolutions have no bias
     (BatchNorm follows each). The two stride-2 layers keep the cost low at 32 px while an 8x8 digit still
     ends on 2x2 positions; any S >= 1 runs (``--image-size`` accepts S >= 8).
+
+    ``batchnorm=False`` (``--arch small-nobn``): no BatchNorm; each convolution has a bias instead, zero at the
+    start (93,248 parameters).
     """
 
     feature_dim = 128
     widths = (32, 64, 128)
     strides = (1, 2, 2)
 
-    def __init__(self, in_channels: int = 3) -> None:
+    def __init__(self, in_channels: int = 3, batchnorm: bool = True) -> None:
         in_channels = check_size("in_channels", in_channels)
         layers: list[nn.Module] = []
         c_in = in_channels
         for c_out, stride in zip(self.widths, self.strides):
-            conv = nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=False)
+            conv = nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=not batchnorm)
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")  # as torchvision's ResNets
-            layers += [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            if batchnorm:
+                layers += [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            else:  # small-nobn: a bias, zero at the start, in place of BatchNorm's shift
+                nn.init.zeros_(conv.bias)
+                layers += [conv, nn.ReLU(inplace=True)]
             c_in = c_out
         super().__init__(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
 
@@ -79,8 +94,8 @@ def build_encoder(arch: str = "resnet50", *, small_images: bool = False) -> tupl
     ``small_images`` selects the ResNets' small-image stem; :class:`SmallConvNet` has no stem to change.
     """
     arch = check_choice("arch", arch, ARCHS)
-    if arch == "small":
-        return SmallConvNet(), SmallConvNet.feature_dim
+    if arch in ("small", "small-nobn"):
+        return SmallConvNet(batchnorm=arch not in NO_BATCHNORM), SmallConvNet.feature_dim
     return resnet_encoder(arch, small_images=small_images)
 
 
@@ -107,18 +122,18 @@ class ProjectionHead(nn.Sequential):
     """SimCLR's 2-layer MLP g: Linear(F, H) - BatchNorm - ReLU - Linear(H, P); x: (N, F) -> (N, P).
 
     Chen et al. 2020a, Sec. 2.1 ("a MLP with one hidden layer"), with the BatchNorm of their released
-    implementation; P = 128 in their experiments.
+    implementation; P = 128 in their experiments. ``batchnorm=False`` (``--arch small-nobn``):
+    Linear(F, H) with a bias (zero at the start) - ReLU - Linear(H, P).
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 128) -> None:
+    def __init__(self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 128, batchnorm: bool = True) -> None:
         in_dim, hidden_dim, out_dim = (check_size(n, v) for n, v in
                                        (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim)))
-        super().__init__(
-            nn.Linear(in_dim, hidden_dim, bias=False),
-            nn.BatchNorm1d(hidden_dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, out_dim),
-        )
+        first = nn.Linear(in_dim, hidden_dim, bias=not batchnorm)
+        if not batchnorm:
+            nn.init.zeros_(first.bias)
+        norm = [nn.BatchNorm1d(hidden_dim)] if batchnorm else []
+        super().__init__(first, *norm, nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
 
 
 class ContrastiveModel(nn.Module):
@@ -141,7 +156,8 @@ class ContrastiveModel(nn.Module):
         super().__init__()
         self.encoder, self.feature_dim = build_encoder(arch, small_images=small_images)
         if head_factory is None:
-            self.head = ProjectionHead(self.feature_dim, hidden_dim, projection_dim)
+            self.head = ProjectionHead(self.feature_dim, hidden_dim, projection_dim,
+                                       batchnorm=arch not in NO_BATCHNORM)
         else:
             self.head = head_factory(self.feature_dim)
             if not isinstance(self.head, nn.Module):

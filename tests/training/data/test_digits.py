@@ -253,8 +253,8 @@ def test_an_old_config_without_the_optimizer_is_a_lars_run(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(saved))
     assert load_config(tmp_path).optimizer == "lars"
     # the default run name of a LARS run is the one it had before the setting existed (its digest left it out);
-    # the settings of --loss ssem and --loss cplearn came later still, so such a run had none of them either
-    later = ("ssem_alpha", "ssem_convention", "cplearn_f", "cplearn_c", "cplearn_beta")
+    # the settings of --loss ssem, --loss cplearn and --hold-weight-norms came later still, so such a run had none of them either
+    later = ("ssem_alpha", "ssem_convention", "cplearn_f", "cplearn_c", "cplearn_beta", "hold_weight_norms")
     old_settings = {k: v for k, v in saved.items() if k not in RESUMABLE_CHANGES and k not in later}
     digest = hashlib.sha1(json.dumps(old_settings, sort_keys=True).encode()).hexdigest()[:6]
     assert now.out.endswith(f"-{digest}")
