@@ -107,7 +107,7 @@ def _answer(out: Path, rows: pd.DataFrame, claims) -> list[str]:
         close = fail[(fail["ratio"] - 1).abs() <= 0.05]
         off = fail[(fail["ratio"] - 1).abs() > 0.05]
         lfail = local[(local["event"] == "failure") & (local["status"] == "bracketed")]
-        txt = [f"**Rung 1** (free instance embeddings, normalised step). Complete collapse (measured/predicted step): "
+        txt = ["**Rung 1** (free instance embeddings, normalised step). Complete collapse (measured/predicted step): "
                + (f"{_ratio_text(coll)}" if not coll.empty else "none")
                + (f"; no collapse up to the largest lr tested ({never['measured_lo'].min():.3g} to "
                   f"{never['measured_lo'].max():.3g}) for {', '.join(never['loss'])}" if not never.empty else "") + "."]
