@@ -27,7 +27,7 @@ PARTS = {
 }
 """Parts of the CLOP paper (arXiv 2403.18699), keyed by :func:`clop.claims.paper_order`'s first two fields."""
 OTHER_PAPERS = {
-    "2503.08203": "SSEM: Lee, Oh, Sohn, Lee, AISTATS 2025 (arXiv 2503.08203)",
+    "2503.08203": "SSEM: Lee, Oh, Lee, Sohn, AISTATS 2025 (arXiv 2503.08203)",
     "2410.04959": "CPLearn: Sansone, Lebailly, Tuytelaars, ICML 2025 (arXiv 2410.04959)",
 }
 
