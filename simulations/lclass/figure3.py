@@ -283,7 +283,7 @@ def draw(sp: pd.DataFrame, ml: pd.DataFrame, png: Path, pdf: Path | None = None)
     try:
         fig.savefig(png, dpi=130, format="png")
         if pdf is not None:
-            fig.savefig(pdf, format="pdf")
+            fig.savefig(pdf, format="pdf", metadata={"CreationDate": None})  # no date: the same figure, the same bytes
     finally:
         plt.close(fig)
 
