@@ -119,6 +119,18 @@ def _by_opt(findings: list[Finding], opts: Sequence[str]) -> dict[str, list[str]
     return {o: [f.verdict for f in findings if f.role == "verdict" and f.scope.startswith(OPT_NAMES[o])] for o in opts}
 
 
+def _per_optimiser(findings: list[Finding], gated: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """The verdict per optimiser (LARS, SGD): its verdict findings combined, then the verdicts in ``gated`` (cells
+    decided by a precondition rather than by a finding)."""
+    gated = gated or {}
+    return {o: combine(v + gated.get(o, [])) for o, v in _by_opt(findings, ("lars", "sgd")).items()}
+
+
+def _summary(per_opt: dict[str, str]) -> str:
+    """"with LARS: ...; with SGD: ..." (no final full stop)."""
+    return "; ".join(f"with {OPT_NAMES[o]}: {v}" for o, v in per_opt.items())
+
+
 # ----------------------------------------------------------------------------------------------- claims 1-2
 
 
@@ -136,7 +148,7 @@ def claim_collapse(runs: pd.DataFrame, lrs: Sequence[float]) -> Claim:
                                        a - c, negligible=NEGLIGIBLE_PP, resolution=TOP1_RESOLUTION_PP, unit=" pp",
                                        role="context"))
     findings, fam = _corrected(findings)
-    per_opt = {o: combine(v) for o, v in _by_opt(findings, ("lars", "sgd")).items()}
+    per_opt = _per_optimiser(findings)
     onset = {}
     for opt in ("lars", "sgd"):
         first = None
@@ -146,7 +158,7 @@ def claim_collapse(runs: pd.DataFrame, lrs: Sequence[float]) -> Claim:
                 first = lr
                 break
         onset[opt] = "none on the grid" if first is None else f"lr {first:g}"
-    summary = "; ".join(f"with {OPT_NAMES[o]}: {v}" for o, v in per_opt.items())
+    summary = _summary(per_opt)
     summary += ". First grid lr at which every seed of both baselines ends completely collapsed (μ ≥ 0.999): " + \
         ", ".join(f"{OPT_NAMES[o]} {onset[o]}" for o in per_opt) + "."
     return Claim(
@@ -184,11 +196,7 @@ def claim_degradation(runs: pd.DataFrame) -> Claim:
                                        (bb0 - bb1) - (e0 - e1), negligible=NEGLIGIBLE_PP, resolution=TOP1_RESOLUTION_PP,
                                        unit=" pp", role="context"))
     findings, fam = _corrected(findings)
-    per_opt = {}
-    for opt in ("lars", "sgd"):
-        tested = [f.verdict for f in findings if f.role == "verdict" and f.scope.startswith(OPT_NAMES[opt])]
-        gated = [v for (o, _), v in cells.items() if o == opt]
-        per_opt[opt] = combine(tested + gated)
+    per_opt = _per_optimiser(findings, {o: [v for (opt, _), v in cells.items() if opt == o] for o in ("lars", "sgd")})
     return Claim(
         "clop-degradation",
         "with the incorporation of CLOP into the loss function, we observe a significantly smaller performance "
@@ -199,7 +207,7 @@ def claim_degradation(runs: pd.DataFrame) -> Claim:
         f"seed, the baseline's drop minus the CLOP variant's lies above 0 and beyond +{NEGLIGIBLE_PP:g} pp (batch 256). "
         "A cell whose baseline does not degrade is not testable. Per optimiser: every testable loss; overall: both "
         "optimisers.", findings, unanimous(list(per_opt.values())),
-        "; ".join(f"with {OPT_NAMES[o]}: {v}" for o, v in per_opt.items()) + ".", fam)
+        _summary(per_opt) + ".", fam)
 
 
 # ----------------------------------------------------------------------------------------------- claims 3-4
@@ -298,7 +306,7 @@ def claim_simplex(runs: pd.DataFrame) -> Claim:
                       above=True, role="context"),
             ]
     findings, fam = _corrected(findings)
-    per_opt = {o: combine(v) for o, v in _by_opt(findings, ("lars", "sgd")).items()}
+    per_opt = _per_optimiser(findings)
     return Claim(
         "baseline-simplex",
         "gradient descent consistently converges to a subspace of rank k − 1, where the pairwise similarities vary "
@@ -308,7 +316,7 @@ def claim_simplex(runs: pd.DataFrame) -> Claim:
         f"class means of the held-out images sum to about zero (‖Σ c_i‖ < {SUM_SMALL:g}) and span rank k − 1 (s_k/s_1 < "
         f"{SV_SMALL:g} ≤ s_(k−1)/s_1); the spread of their cosines is reported (not an ETF: it varies). Per optimiser: both "
         "losses; overall: both optimisers.",
-        findings, unanimous(list(per_opt.values())), "; ".join(f"with {OPT_NAMES[o]}: {v}" for o, v in per_opt.items()) + ".",
+        findings, unanimous(list(per_opt.values())), _summary(per_opt) + ".",
         fam)
 
 
@@ -328,7 +336,7 @@ def claim_orthogonal(runs: pd.DataFrame) -> Claim:
                 findings.append(_geom(f"{OPT_NAMES[opt]}, {variant_name(v)}, lr {LR_PAPER:g}", "mean |cosine| of the class "
                                       "pairs (0: orthogonal)", fr, "abs_cos_mean", 0.0, above=True, role="context"))
     findings, fam = _corrected(findings)
-    per_opt = {o: combine(v) for o, v in _by_opt(findings, ("lars", "sgd")).items()}
+    per_opt = _per_optimiser(findings)
     return Claim(
         "clop-orthogonal",
         "the embeddings trained with CLOP show more distinct boundaries between classes, with each class being more "
@@ -339,7 +347,7 @@ def claim_orthogonal(runs: pd.DataFrame) -> Claim:
         "of |cosine| over the class pairs (each class to the others) are lower with CLOP, by more than "
         f"{ORTHO_NEGLIGIBLE:.3g} (a tenth of the way from a simplex ETF to orthogonal). Per optimiser: both losses; "
         "overall: both optimisers.",
-        findings, unanimous(list(per_opt.values())), "; ".join(f"with {OPT_NAMES[o]}: {v}" for o, v in per_opt.items()) + ".",
+        findings, unanimous(list(per_opt.values())), _summary(per_opt) + ".",
         fam)
 
 
