@@ -59,15 +59,15 @@ def test_an_old_run_resumes_to_the_numbers_of_its_uninterrupted_twin_and_is_prob
     # geometry.csv: the rows written before the kill stay byte for byte (a column added since, eta_step_se,
     # widens the header and leaves them an empty cell); the resumed rows equal the twin's in every column but
     # the per-step fit, whose estimator changed since (a grid of etas before Gauss-Newton, NaN when two fit alike)
-    refit = ["eta_step", "eta_step_se", "r2_step"]
+    added, refitted = ["eta_step_se"], ["eta_step", "r2_step"]
     old_lines = (FIXTURE / "finished" / "geometry.csv").read_text().splitlines()
     kept = (FIXTURE / "partial" / "geometry.csv").read_text().splitlines()[1:]
     width = len(old_lines[0].split(","))
     new_lines = (run / "geometry.csv").read_text().splitlines()
-    assert new_lines[0].split(",")[:width] == old_lines[0].split(",") and new_lines[0].split(",")[width:] == refit[1:2]
+    assert new_lines[0].split(",")[:width] == old_lines[0].split(",") and new_lines[0].split(",")[width:] == added
     assert [",".join(line.split(",")[:width]) for line in new_lines[1:len(kept) + 1]] == kept
-    ours = pd.read_csv(run / "geometry.csv").drop(columns=refit)
-    theirs = pd.read_csv(FIXTURE / "finished" / "geometry.csv").drop(columns=refit[::2])
+    ours = pd.read_csv(run / "geometry.csv").drop(columns=refitted + added)
+    theirs = pd.read_csv(FIXTURE / "finished" / "geometry.csv").drop(columns=refitted)
     pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
     saved = json.loads((run / "config.json").read_text())
     finished = json.loads((FIXTURE / "finished" / "config.json").read_text())
