@@ -135,6 +135,38 @@ def _answer(out: Path, rows: pd.DataFrame, claims) -> list[str]:
     return lines
 
 
+NETWORK_RUNGS = {3: ("the digits CNN", "python -m training.rung3", "rung3/rung3.md"),
+                 4: ("ResNet-50 on CIFAR-100", "python -m training.rung4 --data-root DATA --device cuda",
+                     "rung4/rung4.md")}
+"""The rungs trained by training.pretrain (docs/ladder.md): their model, the command that puts them on the ladder
+(it writes ``ladder_rows_rung<n>.csv`` here) and their own report."""
+
+
+def _network_answer(allrows: pd.DataFrame) -> list[str]:
+    """One paragraph per network rung, from its ``ladder_rows_rung<n>.csv``; a rung without rows says so and names
+    its command."""
+    lines = []
+    for n, (model, command, report) in NETWORK_RUNGS.items():
+        r = allrows[allrows["rung"] == n]
+        if r.empty:
+            lines.append(f"**Rung {n}** ({model}): not run here (it needs a GPU and the data). `{command}` runs it "
+                         "and writes its rows into this table and figure (c) (docs/ladder.md).")
+            continue
+        parts = []
+        for _, x in r.iterrows():
+            if x["status"] == "bracketed":
+                what = f"the seeds collapse from lr {x['measured_hi']:g} (not at {x['measured_lo']:g})"
+            elif x["status"] == "below":
+                what = f"the seeds collapse already at the lowest lr, {x['measured_hi']:g}"
+            else:
+                what = f"at no lr up to {x['measured_lo']:g} do the seeds collapse"
+            parts.append(f"{x['model']}, {x['optimiser'].upper()}: {what} ({x['note']})")
+        lines.append(f"**Rung {n}** ({model}, {r['units'].iloc[0]}; a cell collapses where its seeds' mu is within "
+                     "0.002 of 1 by an equivalence test; no prediction: a network has no linearisation of the kind of "
+                     f"rungs 1-2; `{report}`). " + "; ".join(parts) + ".")
+    return lines
+
+
 def _rung1_sections(out: Path, b: float, res: float) -> list[str]:
     md = []
     lin = load(out, "rung1_linearisation.csv")
@@ -243,7 +275,7 @@ def write_report(out: Path, settings: Settings) -> None:
           "pairs: lr = eta / (2(K-1)) in Appendix D's eta), and the embedding-space step `eta_emb` (the step along "
           "the negative tangent gradient per training step, in rung-1 units). Regenerate with "
           f"`python simulations/ladder.py{' --quick' if settings.quick else ''}`.", "",
-          "## Answer, rung by rung", ""] + [p for line in _answer(out, rows, claims) for p in (line, "")] + [
+          "## Answer, rung by rung", ""] + [p for line in _answer(out, rows, claims) + _network_answer(allrows) for p in (line, "")] + [
           "## The ladder's rows", "", md_table(allrows, ["rung", "model", "optimiser", "loss", "setting", "event",
                                                          "predicted", "status", "measured_lo", "measured_hi",
                                                          "ratio", "eta_emb", "trials"]),

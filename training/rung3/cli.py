@@ -1,21 +1,26 @@
 """``python -m training.rung3``: the ladder's rung 3, the digits CNN at large learning rates with and without
-BatchNorm, and its report.
+BatchNorm, and its report; ``python -m training.rung4``: the same for rung 4, ResNet-50 on CIFAR-100 (a GPU and
+the data).
 
     python -m training.rung3 [--jobs 2] [--epochs 25] [--lrs 30 100 300 1000] [--context-lrs 3 10]
                              [--seeds 0 1 2 3 4 5]
     python -m training.rung3 --report-only     # redraw the report from the finished runs
+    python -m training.rung4 --data-root DATA --device cuda [--epochs 100] [--batch-size 1024]
+    python -m training.rung4 --smoke --data-root DIR --epochs 1 --batch-size 16   # the code path, on a CPU
 
-The grid: :mod:`training.rung3.grid` (runs under ``--runs``, default runs/ladder_rung3); the runs go through the
-practice study's machinery (:func:`training.practice.run.run_study`: a killed run resumes where it stopped, the
-same command continues); the measurements: :mod:`training.rung3.measure`; the report under ``--out`` (default
-paper_figures/ladder/rung3): :mod:`training.rung3.report`, verdicts :mod:`training.rung3.verdicts`. Exit status:
-0 done, 1 some point failed (the report uses the others), 2 a refused flag (one line naming it) or nothing to
-report, 130 after Ctrl-C.
+The grid: :mod:`training.rung3.grid` (:data:`~training.rung3.grid.RUNG3`, :data:`~training.rung3.grid.RUNG4`;
+runs under ``--runs``, default runs/ladder_rung3 or runs/ladder_rung4); the runs go through the practice study's
+machinery (:func:`training.practice.run.run_study`: a killed run resumes where it stopped, the same command
+continues); the measurements: :mod:`training.rung3.measure`; the report under ``--out`` (default
+paper_figures/ladder/rung3 or rung4): :mod:`training.rung3.report`, verdicts :mod:`training.rung3.verdicts`.
+Exit status: 0 done, 1 some point failed (the report uses the others), 2 a refused flag (one line naming it) or
+nothing to report, 130 after Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -27,7 +32,7 @@ from clop.util.cli import HelpFormatter, check_device, run_main
 from clop.util.device import torch_threads
 from clop.util.io import check_output_dir, check_path_text
 from training.practice.run import diverged, run_study
-from training.rung3.grid import CONTEXT_LRS, EPOCHS, LRS, NORMS, OPTIMIZERS, RUNS, SEEDS, make_launch, points
+from training.rung3.grid import OPTIMIZERS, RUNG3, SEEDS, NetworkRung, make_launch, points
 from training.rung3.measure import run_row
 from training.rung3.report import write_report
 from training.sweeps.state import status
@@ -35,26 +40,54 @@ from training.sweeps.state import status
 __all__ = ["build_parser", "cli", "collect", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.rung3", description="the ladder's rung 3: the digits CNN at large learning rates with and without BatchNorm",
-                                formatter_class=HelpFormatter)
-    p.add_argument("--runs", default=RUNS, help="folder of the run directories")
-    p.add_argument("--out", default="paper_figures/ladder/rung3", help="report folder")
-    p.add_argument("--ladder-rows", default="paper_figures/ladder/ladder_rows_rung3.csv",
-                   help="the ladder's rows of rung 3 (read by python simulations/ladder.py --report-only); '' for none")
-    p.add_argument("--epochs", type=int, default=EPOCHS, help="epochs of every run")
-    p.add_argument("--lrs", type=float, nargs="+", default=list(LRS), help="learning rates (batch 256)")
-    p.add_argument("--context-lrs", type=float, nargs="*", default=list(CONTEXT_LRS),
-                   help="lower lrs run for nobn only, where its collapse may start (none: pass the flag alone)")
+def build_parser(rung: NetworkRung = RUNG3) -> argparse.ArgumentParser:
+    n = rung.number
+    norms = ", ".join(f"{k} ({v.label})" for k, v in rung.norms.items())
+    p = argparse.ArgumentParser(prog=rung.command,
+                                description=f"the ladder's rung {n}: the {rung.model} at large learning rates, "
+                                            f"{rung.compared}", formatter_class=HelpFormatter)
+    p.add_argument("--runs", default=rung.runs, help="folder of the run directories")
+    p.add_argument("--out", default=rung.out, help="report folder")
+    p.add_argument("--ladder-rows", default=rung.rows,
+                   help=f"the ladder's rows of rung {n} (read by python simulations/ladder.py --report-only); '' for none")
+    if len(rung.datasets) > 1:
+        p.add_argument("--dataset", default=rung.dataset, choices=rung.datasets, help="dataset of every run")
+        p.add_argument("--data-root", default=None, help="folder that holds the dataset (training.pretrain's)")
+        p.add_argument("--batch-size", type=int, default=rung.batch,
+                       help="batch of every run (the lrs are the optimiser's rate: base lr = lr x 256 / batch)")
+        p.add_argument("--smoke", action="store_true", help="every run with training.pretrain --smoke (a few "
+                       "ResNet-50 steps on 16 px generated images; --dataset synthetic): the code path on a CPU")
+    p.add_argument("--epochs", type=int, default=rung.epochs, help="epochs of every run")
+    p.add_argument("--lrs", type=float, nargs="+", default=list(rung.lrs), help=f"learning rates (batch {rung.batch})")
+    if "nobn" in rung.norms:
+        p.add_argument("--context-lrs", type=float, nargs="*", default=list(rung.context_lrs),
+                       help="lower lrs run for nobn only, where its collapse may start (none: pass the flag alone)")
     p.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS, help="optimisers")
-    p.add_argument("--norms", nargs="+", default=list(NORMS), choices=list(NORMS),
-                   help="normalisations: bn (as trained), nobn (--arch small-nobn), fixed (--hold-weight-norms)")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="seeds (six pair for a verdict)")
-    p.add_argument("--jobs", type=int, default=2, help="runs at a time (one torch thread each)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--norms", nargs="+", default=list(rung.norms), choices=list(rung.norms),
+                   help=f"normalisations: {norms}")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="seeds (six pairs for a verdict)")
+    p.add_argument("--jobs", type=int, default=2 if rung.workers == 0 else 1,
+                   help="runs at a time" + (" (one torch thread each)" if rung.workers == 0 else ""))
+    p.add_argument("--device", default="cpu" if rung.workers == 0 else None,
+                   help="cpu or cuda" + ("" if rung.workers == 0 else " (default: training.pretrain's, cuda if there is one)"))
     p.add_argument("--report-only", action="store_true", help="only redraw the report from the finished runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _rung(args: argparse.Namespace, rung: NetworkRung) -> NetworkRung:
+    """``rung`` with the dataset, batch and smoke setting of the command line (rung 4)."""
+    if not hasattr(args, "dataset"):
+        return rung
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be an integer >= 1; got {args.batch_size}")
+    if args.smoke and args.dataset != "synthetic":
+        raise ValueError(f"--smoke runs on generated images: it needs --dataset synthetic; got --dataset {args.dataset}")
+    if args.data_root is not None:
+        check_path_text(args.data_root, "--data-root")
+    model = rung.model if args.dataset == rung.dataset else f"{rung.model.split(' on ')[0]} on {args.dataset}"
+    return dataclasses.replace(rung, dataset=args.dataset, batch=args.batch_size, smoke=args.smoke, model=model,
+                               heldout="64" if args.smoke else rung.heldout)
 
 
 def collect(pts) -> pd.DataFrame:
@@ -68,19 +101,22 @@ def collect(pts) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, rung: NetworkRung = RUNG3) -> int:
+    parser = build_parser(rung)
     args = parser.parse_args(argv)
+    context = getattr(args, "context_lrs", [])
     try:
         check_path_text(args.runs, "--runs")
         out = check_output_dir(args.out, "--out")
         rows_path = None
         if args.ladder_rows:
             rows_path = check_output_dir(Path(args.ladder_rows).parent, "--ladder-rows") / Path(args.ladder_rows).name
-        check_device(args.device, "--device")
+        if args.device is not None:
+            check_device(args.device, "--device")
         if args.jobs < 1:
             raise ValueError(f"--jobs must be an integer >= 1; got {args.jobs}")
-        pts = points(args.runs, args.epochs, args.lrs, args.optimizers, args.norms, args.seeds, args.context_lrs)
+        rung = dataclasses.replace(_rung(args, rung), runs=args.runs)
+        pts = points(args.runs, args.epochs, args.lrs, args.optimizers, args.norms, args.seeds, context, rung)
     except ValueError as exc:
         parser.error(str(exc))
     start = time.perf_counter()
@@ -91,22 +127,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         groups.append(("nobn", [p for n, p in pts if p.value not in main_lrs]))
         for norm, group in groups:
             if group:
-                launch = make_launch(norm, args.runs, args.epochs, args.device)
-                failures += run_study(group, launch, args.jobs, progress=not args.no_progress)
+                launch = make_launch(norm, args.runs, args.epochs, args.device, rung, getattr(args, "data_root", None))
+                failures += run_study(group, launch, args.jobs, progress=not args.no_progress,
+                                      threads=1 if rung.workers == 0 else None)
     with torch_threads(1):
         tab = collect(pts)
     if tab.empty:
         print(f"error: no finished run under {args.runs}; run without --report-only first", file=sys.stderr)
         return 2
     claims = write_report(tab, out, seconds=None if args.report_only else time.perf_counter() - start,
-                          epochs=args.epochs, rows_path=rows_path)
+                          epochs=args.epochs, rows_path=rows_path, rung=rung)
     for c in claims:
         print(f"{c.id}: {c.verdict}")
-    print(f"rung3: {len(tab)} of {len(pts)} runs; wrote {out} in {time.perf_counter() - start:.0f} s")
+    print(f"rung{rung.number}: {len(tab)} of {len(pts)} runs; wrote {out} in {time.perf_counter() - start:.0f} s")
     for f in failures:
         print(f"FAILED: {f}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def cli(argv: Sequence[str] | None = None) -> int:
-    return run_main(main, argv)
+def cli(argv: Sequence[str] | None = None, rung: NetworkRung = RUNG3) -> int:
+    return run_main(lambda a: main(a, rung), argv)

@@ -21,6 +21,12 @@ Every point is a :class:`training.sweeps.grid.Point` run by the practice study's
 (:func:`training.practice.run.run_study`: finished runs skipped, partial ones resumed, a divergence kept as an
 outcome), under ``RUNS/e<epochs>/<norm>/infonce10_<optimizer>_b256_lr<lr>_s<seed>`` with the probe rows in
 ``RUNS/e<epochs>/<norm>/results.csv``.
+
+Rung 4 is the same grid on the paper's own setting (:data:`RUNG4`: ResNet-50 on CIFAR-100, batch 1024, the
+paper's lr 0.3 x 1024 / 256 = 4.8 as the reference point, 100 epochs, ``bn`` and ``fixed``; a ResNet-50 without
+BatchNorm does not train from scratch at these rates). A :class:`NetworkRung` holds what differs between the two;
+every function here takes one (default :data:`RUNG3`), and ``python -m training.rung4`` is the command line of
+:data:`RUNG4`.
 """
 
 from __future__ import annotations
@@ -40,9 +46,12 @@ __all__ = [
     "LRS",
     "NORMS",
     "OPTIMIZERS",
+    "RUNG3",
+    "RUNG4",
     "RUNS",
     "SEEDS",
     "VARIANT",
+    "NetworkRung",
     "Norm",
     "make_launch",
     "points",
@@ -77,6 +86,59 @@ NORMS = {
 """The normalisations compared (module docstring), by name."""
 
 
+@dataclasses.dataclass(frozen=True)
+class NetworkRung:
+    """A rung of the ladder that is a network trained by ``training.pretrain`` (docs/ladder.md, rungs 3 and 4).
+
+    ``number`` the rung; ``model`` its name in reports; ``dataset``, ``batch`` the runs' (the lr of the grid is
+    the rate the optimiser uses, ``base_lr = lr x 256 / batch``); ``norms`` the normalisations it compares;
+    ``lrs``, ``context_lrs`` (``nobn`` only), ``epochs`` the default grid; ``runs``, ``out``, ``rows`` the
+    default run folder, report folder and ladder-rows file; ``workers`` the data workers of every run (None:
+    training.pretrain's default); ``command`` the command line that makes the report; ``compared`` and
+    ``heldout`` the report's words for the normalisations and the number of held-out images; ``datasets`` those
+    its command line accepts (``--dataset``, ``--batch-size``, ``--data-root`` where there is a choice); ``smoke``: pass
+    ``--smoke`` to every run (a few ResNet-50 steps on 16 px generated images: the test of rung 4's code on a CPU).
+    """
+
+    number: int
+    model: str
+    dataset: str
+    batch: int
+    norms: dict[str, Norm]
+    lrs: tuple[float, ...]
+    context_lrs: tuple[float, ...]
+    epochs: int
+    runs: str
+    out: str
+    rows: str
+    workers: int | None
+    command: str
+    compared: str
+    heldout: str
+    datasets: tuple[str, ...]
+    smoke: bool = False
+
+    @property
+    def tag(self) -> str:
+        """The claim ids' rung tag, ``R3`` or ``R4``."""
+        return f"R{self.number}"
+
+
+RUNG3 = NetworkRung(3, "digits CNN", DATASET, BATCH, NORMS, LRS, CONTEXT_LRS, EPOCHS, RUNS,
+                    "paper_figures/ladder/rung3", "paper_figures/ladder/ladder_rows_rung3.csv", 0,
+                    "python -m training.rung3", "with and without BatchNorm", "359", (DATASET,))
+"""Rung 3: the digits CNN (module docstring)."""
+
+RUNG4 = NetworkRung(4, "ResNet-50 on cifar100", "cifar100", 1024,
+                    {"bn": Norm("resnet50", False, "BatchNorm (as trained)"),
+                     "fixed": Norm("resnet50", True, "BatchNorm, weight norms held fixed")},
+                    (4.8, 30.0, 100.0, 300.0, 1000.0), (), 100, "runs/ladder_rung4", "paper_figures/ladder/rung4",
+                    "paper_figures/ladder/ladder_rows_rung4.csv", None, "python -m training.rung4",
+                    "with BatchNorm's weights free and held at their initial norms", "1024",
+                    ("cifar100", "tiny-imagenet", "imagenet", "synthetic"))
+"""Rung 4: ResNet-50 on CIFAR-100 (module docstring); needs a GPU and the data."""
+
+
 def _check_list(name: str, values: Sequence, allowed: Sequence | None = None) -> list:
     values = list(values)
     if not values or len(set(values)) < len(values):
@@ -86,18 +148,22 @@ def _check_list(name: str, values: Sequence, allowed: Sequence | None = None) ->
     return values
 
 
-def points(runs: str | Path = RUNS, epochs: int = EPOCHS, lrs: Sequence[float] = LRS,
-           optimizers: Sequence[str] = OPTIMIZERS, norms: Sequence[str] = tuple(NORMS),
-           seeds: Sequence[int] = SEEDS, context_lrs: Sequence[float] = CONTEXT_LRS) -> list[tuple[str, Point]]:
-    """(norm, point) for every cell of the grid, seed by seed, then the ``nobn`` points at ``context_lrs`` (those
-    not in ``lrs``; none when ``nobn`` is not among ``norms``); ValueError naming a bad argument."""
-    lrs = _check_list("lrs", lrs)
-    context_lrs = list(context_lrs)
+def points(runs: str | Path | None = None, epochs: int | None = None, lrs: Sequence[float] | None = None,
+           optimizers: Sequence[str] = OPTIMIZERS, norms: Sequence[str] | None = None,
+           seeds: Sequence[int] = SEEDS, context_lrs: Sequence[float] | None = None,
+           rung: NetworkRung = RUNG3) -> list[tuple[str, Point]]:
+    """(norm, point) for every cell of ``rung``'s grid, seed by seed, then the ``nobn`` points at ``context_lrs``
+    (those not in ``lrs``; none when ``nobn`` is not among ``norms``); None takes the rung's default; ValueError
+    naming a bad argument."""
+    runs = rung.runs if runs is None else runs
+    epochs = rung.epochs if epochs is None else epochs
+    lrs = _check_list("lrs", rung.lrs if lrs is None else lrs)
+    context_lrs = list(rung.context_lrs if context_lrs is None else context_lrs)
     for name, values in (("lrs", lrs), ("context_lrs", context_lrs)):
         if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 for x in values):
             raise ValueError(f"{name} must be numbers > 0; got {values!r}")
     optimizers = _check_list("optimizers", optimizers, OPTIMIZERS)
-    norms = _check_list("norms", norms, tuple(NORMS))
+    norms = _check_list("norms", tuple(rung.norms) if norms is None else norms, tuple(rung.norms))
     seeds = _check_list("seeds", seeds)
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ValueError(f"seeds must be integers >= 0; got {seeds!r}")
@@ -111,23 +177,29 @@ def points(runs: str | Path = RUNS, epochs: int = EPOCHS, lrs: Sequence[float] =
         for seed in seeds:
             for norm, opt, lr in group:
                 sweep = f"e{epochs}/{norm}"
-                run = Path(runs) / sweep / f"{VARIANT}_{opt}_b{BATCH}_lr{float(lr):g}_s{seed}"
+                run = Path(runs) / sweep / f"{VARIANT}_{opt}_b{rung.batch}_lr{float(lr):g}_s{seed}"
                 settings = {
-                    "dataset": DATASET, "loss": v.loss, "label_fraction": v.label_fraction,
+                    "dataset": rung.dataset, "loss": v.loss, "label_fraction": v.label_fraction,
                     "clop_lambda": v.clop_lambda, "prototypes": v.prototypes, "similarity": "cosine",
-                    "augmentation": default_policy(DATASET), "batch_size": BATCH,
-                    "base_lr": float(lr) * 256 / BATCH, "optimizer": opt, "seed": seed,
+                    "augmentation": default_policy(rung.dataset), "batch_size": rung.batch,
+                    "base_lr": float(lr) * 256 / rung.batch, "optimizer": opt, "seed": seed,
                 }
-                out.append((norm, Point(sweep, DATASET, VARIANT, float(lr), seed, settings, run, False)))
+                out.append((norm, Point(sweep, rung.dataset, VARIANT, float(lr), seed, settings, run, False)))
     return out
 
 
-def make_launch(norm: str, runs: str | Path = RUNS, epochs: int = EPOCHS, device: str | None = None) -> Launch:
-    """The sweep launch of one normalisation: ``--arch``, ``--hold-weight-norms``, ``--epochs``, one process."""
-    if norm not in NORMS:
-        raise ValueError(f"norm={norm!r}: expected one of {list(NORMS)}")
-    n = NORMS[norm]
-    extra = ["--arch", n.arch, "--epochs", str(epochs), "--workers", "0"]
+def make_launch(norm: str, runs: str | Path | None = None, epochs: int | None = None, device: str | None = None,
+                rung: NetworkRung = RUNG3, data_root: str | None = None) -> Launch:
+    """The sweep launch of one normalisation of ``rung``: ``--arch``, ``--hold-weight-norms``, ``--epochs``, the
+    rung's data workers (and ``--smoke`` where the rung says so), ``--data-root`` when given; one process."""
+    if norm not in rung.norms:
+        raise ValueError(f"norm={norm!r}: expected one of {list(rung.norms)}")
+    n = rung.norms[norm]
+    epochs = rung.epochs if epochs is None else epochs
+    extra = ["--arch", n.arch, "--epochs", str(epochs)]
+    extra += ["--workers", str(rung.workers)] if rung.workers is not None else []
     extra += ["--hold-weight-norms"] if n.hold else []
     extra += ["--device", device] if device else []
-    return Launch("local", Path(runs), check_extra(extra), None, probe_workers=0)
+    extra += ["--smoke"] if rung.smoke else []
+    return Launch("local", Path(rung.runs if runs is None else runs), check_extra(extra), data_root,
+                  probe_workers=0 if rung.smoke else rung.workers)

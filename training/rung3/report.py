@@ -32,36 +32,45 @@ import pandas as pd
 from clop.claims import Claim, write_claims
 from clop.stats import paired_gain
 from clop.util.io import staged_outputs
-from training.rung3.grid import NORMS
+from training.rung3.grid import RUNG3, NetworkRung
 from training.rung3.measure import COLLAPSE_MU, MEASURES
-from training.rung3.verdicts import COMMAND, all_claims, collapse_cells
+from training.rung3.verdicts import all_claims, collapse_cells
 
-__all__ = ["CELL_COLUMNS", "REPORT_FILES", "RUN_COLUMNS", "cell_table", "check_table", "draw", "markdown", "write_report"]
+__all__ = ["CELL_COLUMNS", "REPORT_FILES", "RUN_COLUMNS", "cell_table", "check_table", "draw", "markdown",
+           "report_files", "write_report"]
 
 RUN_COLUMNS = ("run", "norm", "optimizer", "lr", "seed", *MEASURES)
 CELL_COLUMNS = ("norm", "optimizer", "lr", "runs", "diverged", "collapsed", "mu", "mu_low", "mu_high", "stable_rank",
                 "top1", "w_growth", "eff_step", "verdict")
-REPORT_FILES = ("rung3_runs.csv", "rung3_cells.csv", "rung3_mu.png", "claims.csv", "rung3.md")
+
+
+def report_files(rung: NetworkRung = RUNG3) -> tuple[str, ...]:
+    """The files :func:`write_report` writes for ``rung`` (``rung3_runs.csv``, ..., or ``rung4_...``)."""
+    n = rung.number
+    return (f"rung{n}_runs.csv", f"rung{n}_cells.csv", f"rung{n}_mu.png", "claims.csv", f"rung{n}.md")
+
+
+REPORT_FILES = report_files(RUNG3)
 LADDER_COLUMNS = ("rung", "model", "optimiser", "loss", "setting", "event", "units", "predicted", "prediction",
                   "status", "measured_lo", "measured_hi", "trials", "ratio", "eta_emb", "note")
 """The columns of the ladder's rows (those of ``simulations.rungs.summary``, which training may not import)."""
 
 
-def check_table(tab: pd.DataFrame) -> pd.DataFrame:
-    """``tab`` with :data:`RUN_COLUMNS` in order; ValueError naming the missing columns or an unknown norm."""
+def check_table(tab: pd.DataFrame, rung: NetworkRung = RUNG3) -> pd.DataFrame:
+    """``tab`` with :data:`RUN_COLUMNS` in order; ValueError naming the missing columns or a norm ``rung`` lacks."""
     missing = [c for c in RUN_COLUMNS if c not in tab.columns]
     if missing:
         raise ValueError(f"the run table lacks the column(s) {missing}; expected {list(RUN_COLUMNS)}")
-    bad = sorted(set(tab["norm"]) - set(NORMS))
+    bad = sorted(set(tab["norm"]) - set(rung.norms))
     if bad:
-        raise ValueError(f"the run table has unknown norm(s) {bad}; expected some of {list(NORMS)}")
+        raise ValueError(f"the run table has unknown norm(s) {bad}; expected some of {list(rung.norms)}")
     return tab.loc[:, list(RUN_COLUMNS)].reset_index(drop=True)
 
 
-def cell_table(tab: pd.DataFrame) -> pd.DataFrame:
+def cell_table(tab: pd.DataFrame, rung: NetworkRung = RUNG3) -> pd.DataFrame:
     """One row per norm x optimiser x lr (module docstring)."""
     rows = []
-    for norm in [n for n in NORMS if n in set(tab["norm"])]:
+    for norm in [n for n in rung.norms if n in set(tab["norm"])]:
         for opt in sorted(set(tab[tab["norm"] == norm]["optimizer"])):
             verdicts = {c["lr"]: c["verdict"] for c in collapse_cells(tab, opt, norm)}
             sub = tab[(tab["norm"] == norm) & (tab["optimizer"] == opt)]
@@ -82,7 +91,7 @@ def cell_table(tab: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(CELL_COLUMNS))
 
 
-def ladder_rows(cells: pd.DataFrame) -> pd.DataFrame:
+def ladder_rows(cells: pd.DataFrame, rung: NetworkRung = RUNG3) -> pd.DataFrame:
     """One ladder row per optimiser x normalisation of ``cells`` (module docstring)."""
     rows = []
     for (norm, opt), c in cells.groupby(["norm", "optimizer"], sort=False):
@@ -95,9 +104,10 @@ def ladder_rows(cells: pd.DataFrame) -> pd.DataFrame:
         else:
             status, lo, hi = "none", max(lrs), math.nan
         top = c.iloc[-1]
-        rows.append({"rung": 3, "model": f"digits CNN, {NORMS[norm].label}", "optimiser": opt, "loss": "infonce",
-                     "setting": f"{norm}, batch 256, {int(c['runs'].max())} seeds", "event": "collapse",
-                     "units": "lr (batch 256)", "predicted": math.nan, "prediction": "none (a network: no linearisation)",
+        rows.append({"rung": rung.number, "model": f"{rung.model}, {rung.norms[norm].label}", "optimiser": opt,
+                     "loss": "infonce", "setting": f"{norm}, batch {rung.batch}, {int(c['runs'].max())} seeds",
+                     "event": "collapse", "units": f"lr (batch {rung.batch})", "predicted": math.nan,
+                     "prediction": "none (a network: no linearisation)",
                      "status": status, "measured_lo": lo, "measured_hi": hi, "trials": int(c["runs"].max()),
                      "ratio": math.nan, "eta_emb": math.nan,
                      "note": f"at lr {top['lr']:g}: mu {top['mu']:.3f}, weights x{top['w_growth']:.3g}, "
@@ -105,7 +115,7 @@ def ladder_rows(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(LADDER_COLUMNS))
 
 
-def draw(tab: pd.DataFrame, cells: pd.DataFrame, path: Path) -> None:
+def draw(tab: pd.DataFrame, cells: pd.DataFrame, path: Path, rung: NetworkRung = RUNG3) -> None:
     """``rung3_mu.png``: mu against lr, one panel per optimiser, one line per normalisation."""
     import matplotlib
 
@@ -118,7 +128,7 @@ def draw(tab: pd.DataFrame, cells: pd.DataFrame, path: Path) -> None:
     shift = {"bn": 0.97, "nobn": 1.0, "fixed": 1.03}
     for ax, opt in zip(axes[0], opts):
         notes: list[str] = []
-        for norm in [n for n in NORMS if n in set(cells["norm"])]:
+        for norm in [n for n in rung.norms if n in set(cells["norm"])]:
             c = cells[(cells["optimizer"] == opt) & (cells["norm"] == norm)].sort_values("lr")
             if c.empty:
                 continue
@@ -127,22 +137,22 @@ def draw(tab: pd.DataFrame, cells: pd.DataFrame, path: Path) -> None:
             div = c[c["diverged"] > 0]
             notes += [f"{norm}: {int(d['diverged'])} diverged at lr {d['lr']:g}" for _, d in div.iterrows()]
             ax.errorbar(x, c["mu"], yerr=np.nan_to_num(err), color=colours[norm], marker="o", capsize=3,
-                        label=NORMS[norm].label)
+                        label=rung.norms[norm].label)
             r = tab[(tab["optimizer"] == opt) & (tab["norm"] == norm)]
             ax.scatter(r["lr"] * shift[norm], r["mu"], s=9, color=colours[norm], alpha=0.4)
         if notes:
             ax.text(0.02, 0.55, "\n".join(notes), transform=ax.transAxes, fontsize=7, va="center")
         ax.axhline(COLLAPSE_MU, color="k", lw=0.8, ls="--")
         ax.set_xscale("log")
-        ax.set_xlabel("learning rate (batch 256)")
+        ax.set_xlabel(f"learning rate (batch {rung.batch})")
         ax.set_title(f"{opt.upper()}")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mu (mean pairwise cosine, held-out images)")
     axes[0][0].set_ylim(-0.05, 1.05)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(labels), frameon=False)
-    fig.suptitle(f"Rung 3: digits CNN, InfoNCE (10 % labels), {tab['seed'].nunique()} seeds; dashed: complete collapse",
-                 fontsize=10)
+    fig.suptitle(f"Rung {rung.number}: {rung.model}, InfoNCE (10 % labels), {tab['seed'].nunique()} seeds; dashed: "
+                 "complete collapse", fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -154,45 +164,47 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def markdown(cells: pd.DataFrame, claims: Sequence[Claim], seconds: float | None, epochs: int) -> str:
+def markdown(cells: pd.DataFrame, claims: Sequence[Claim], seconds: float | None, epochs: int,
+             rung: NetworkRung = RUNG3) -> str:
     """rung3.md (module docstring)."""
     head = "| " + " | ".join(CELL_COLUMNS) + " |\n|" + "---|" * len(CELL_COLUMNS) + "\n"
     body = "".join("| " + " | ".join(_fmt(r[c]) for c in CELL_COLUMNS) + " |\n" for _, r in cells.iterrows())
     verdicts = "".join(f"* **{c.id}** ({c.verdict}): {c.tested}. {c.result}\n" for c in claims)
     took = f" in {seconds:.0f} s" if seconds is not None else " (this report redrawn from the runs with --report-only)"
     grid = "; ".join(f"{n}: lr {', '.join(f'{x:g}' for x in sorted(set(cells[cells['norm'] == n]['lr'])))}"
-                     for n in NORMS if n in set(cells["norm"]))
+                     for n in rung.norms if n in set(cells["norm"]))
     return (
-        "# Rung 3: the digits CNN at large learning rates, with and without BatchNorm\n\n"
-        f"Generated by `{COMMAND}`{took} (runs, {epochs} epochs each, under `runs/ladder_rung3`).\n"
-        f"InfoNCE with 10 % labels for the probe, batch 256 ({grid}); mu is the mean pairwise cosine of the 359 "
-        f"held-out unit embeddings (complete collapse: mu >= {COLLAPSE_MU}); `w_growth` is the joint norm of the "
+        f"# Rung {rung.number}: the {rung.model} at large learning rates, {rung.compared}\n\n"
+        f"Generated by `{rung.command}`{took} (runs, {epochs} epochs each, under `{rung.runs}`).\n"
+        f"InfoNCE with 10 % labels for the probe, batch {rung.batch} ({grid}); mu is the mean pairwise cosine of the "
+        f"{rung.heldout} held-out unit embeddings (complete collapse: mu >= {COLLAPSE_MU}); `w_growth` is the joint norm of the "
         "weights before a BatchNorm at the end over its value at initialisation; `eff_step` = lr / w_growth^2, the "
         "step of a scale-invariant weight in units of the step it would take at its initial norm. The question "
-        "and the reading of these numbers: docs/ladder.md, rung 3.\n\n"
-        "![mu against lr](rung3_mu.png)\n\n## Cells (mean over seeds; mu interval 95 % Student-t)\n\n"
+        f"and the reading of these numbers: docs/ladder.md, rung {rung.number}.\n\n"
+        f"![mu against lr](rung{rung.number}_mu.png)\n\n## Cells (mean over seeds; mu interval 95 % Student-t)\n\n"
         + head + body + "\n## Verdicts (clop.stats)\n\n" + verdicts
     )
 
 
 def write_report(tab: pd.DataFrame, out: str | Path, *, seconds: float | None = None, epochs: int = 25,
-                 rows_path: str | Path | None = None) -> list[Claim]:
-    """Write :data:`REPORT_FILES` into ``out`` from the per-run table ``tab``, and the ladder's rows to
-    ``rows_path`` when given; returns the claims."""
-    tab = check_table(tab)
-    cells = cell_table(tab)
-    claims = all_claims(tab)
+                 rows_path: str | Path | None = None, rung: NetworkRung = RUNG3) -> list[Claim]:
+    """Write :func:`report_files` of ``rung`` into ``out`` from the per-run table ``tab``, and the ladder's rows
+    to ``rows_path`` when given; returns the claims."""
+    tab = check_table(tab, rung)
+    cells = cell_table(tab, rung)
+    claims = all_claims(tab, rung)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    runs_csv, cells_csv, png, claims_csv, md = report_files(rung)
     with staged_outputs(out) as stage:
-        tab.to_csv(stage("rung3_runs.csv"), index=False)
-        cells.to_csv(stage("rung3_cells.csv"), index=False)
-        draw(tab, cells, stage("rung3_mu.png"))
-        write_claims(stage("claims.csv"), claims)
-        stage("rung3.md").write_text(markdown(cells, claims, seconds, epochs))
+        tab.to_csv(stage(runs_csv), index=False)
+        cells.to_csv(stage(cells_csv), index=False)
+        draw(tab, cells, stage(png), rung)
+        write_claims(stage(claims_csv), claims)
+        stage(md).write_text(markdown(cells, claims, seconds, epochs, rung))
     if rows_path is not None:
         rows_path = Path(rows_path)
         rows_path.parent.mkdir(parents=True, exist_ok=True)
         with staged_outputs(rows_path.parent) as stage:
-            ladder_rows(cells).to_csv(stage(rows_path.name), index=False)
+            ladder_rows(cells, rung).to_csv(stage(rows_path.name), index=False)
     return claims

@@ -4,6 +4,8 @@ Paper: CLOP, arXiv 2403.18699, Sec. 3.1 ("excessively large learning rates can l
 Theorem 1) and the hypothesis of docs/ladder.md, rung 3 (BatchNorm's scale invariance keeps the effective step
 lr / ||W||^2 small).
 
+Rung 4 (:data:`training.rung3.grid.RUNG4`) has the same claims with the tag ``R4``.
+
 * **Complete collapse at large lr**, one claim per optimiser x normalisation (``LAD-R3-collapse-<opt>-<norm>``):
   at each learning rate, the seeds' ``mu - 1`` (:mod:`training.rung3.measure`; diverged runs left out) against
   the tolerance ``1 - COLLAPSE_MU`` (:func:`clop.stats.equivalence_verdict`, the resolution floored at the
@@ -35,7 +37,7 @@ from clop.stats import (
     paired_gain,
     raises_judge,
 )
-from training.rung3.grid import NORMS
+from training.rung3.grid import RUNG3, NetworkRung
 from training.rung3.measure import COLLAPSE_MU
 
 __all__ = [
@@ -58,9 +60,17 @@ NEGLIGIBLE_DECADES = 0.25
 """A shift of the onset smaller than a quarter decade (half a grid step) is no shift."""
 ONSET_RESOLUTION = 0.5
 """The grid's lrs are half a decade apart: the onset moves in steps of 0.5 decades."""
-COMMAND = "python -m training.rung3"
+COMMAND = RUNG3.command
 _QUOTE_LR = "excessively large learning rates can lead to complete collapse"
-_EVIDENCE = "ladder/rung3/rung3_runs.csv; ladder/rung3/rung3_cells.csv"
+
+
+def _evidence(rung: NetworkRung) -> str:
+    n = rung.number
+    return f"ladder/rung{n}/rung{n}_runs.csv; ladder/rung{n}/rung{n}_cells.csv"
+
+
+def _what(rung: NetworkRung) -> str:
+    return f"rung {rung.number}: {rung.model}, InfoNCE (10 % labels)"
 
 
 def _cell(tab: pd.DataFrame, opt: str, norm: str, lr: float) -> pd.DataFrame:
@@ -96,8 +106,8 @@ def _mu_text(g) -> str:
     return "no finite run" if g is None else f"mu {1 + g.mean:.4f} [{1 + g.low:.4f}, {1 + g.high:.4f}] (n = {g.n})"
 
 
-def collapse_claim(tab: pd.DataFrame, opt: str, norm: str) -> Claim:
-    """The claim ``LAD-R3-collapse-<opt>-<norm>`` (module docstring)."""
+def collapse_claim(tab: pd.DataFrame, opt: str, norm: str, rung: NetworkRung = RUNG3) -> Claim:
+    """The claim ``LAD-R<rung>-collapse-<opt>-<norm>`` (module docstring)."""
     cells = collapse_cells(tab, opt, norm)
     held = [c for c in cells if c["verdict"] == "holds"]
     if held:
@@ -109,10 +119,11 @@ def collapse_claim(tab: pd.DataFrame, opt: str, norm: str) -> Claim:
     parts = [f"lr {c['lr']:g}: {_mu_text(c['gain'])}, {c['collapsed']}/{c['n']} collapsed, {c['diverged']} diverged, "
              f"{c['verdict']} (margin {c['margin_se']:.1f} SE)" for c in cells]
     onset = f"onset lr {held[0]['lr']:g}; " if held else ""
-    return Claim(f"LAD-R3-collapse-{opt}-{norm}", "Sec. 3.1", _QUOTE_LR,
-                 f"rung 3: digits CNN, InfoNCE (10 % labels), {opt.upper()}, {NORMS[norm].label}; held-out mean "
+    return Claim(f"LAD-{rung.tag}-collapse-{opt}-{norm}", "Sec. 3.1", _QUOTE_LR,
+                 f"{_what(rung)}, {opt.upper()}, {rung.norms[norm].label}; held-out mean "
                  f"pairwise cosine mu within {TOLERANCE:g} of 1 (complete collapse) at some lr of the grid "
-                 f"(equivalence, Holm over the lrs)", verdict, onset + "; ".join(parts), _EVIDENCE, COMMAND)
+                 f"(equivalence, Holm over the lrs)", verdict, onset + "; ".join(parts), _evidence(rung),
+                 rung.command)
 
 
 def onsets(tab: pd.DataFrame, opt: str, norm: str) -> pd.Series:
@@ -127,39 +138,40 @@ def onsets(tab: pd.DataFrame, opt: str, norm: str) -> pd.Series:
     return pd.Series(out, dtype=float)
 
 
-def earlier_claim(tab: pd.DataFrame, opt: str, norm: str) -> Claim:
-    """The claim ``LAD-R3-earlier-<norm>-<opt>``: ``norm`` (nobn or fixed) against bn, paired by seed."""
+def earlier_claim(tab: pd.DataFrame, opt: str, norm: str, rung: NetworkRung = RUNG3) -> Claim:
+    """The claim ``LAD-R<rung>-earlier-<norm>-<opt>``: ``norm`` (nobn or fixed) against bn, paired by seed."""
     base, other = onsets(tab, opt, "bn"), onsets(tab, opt, norm)
     seeds = sorted(set(base.index) & set(other.index))
     what = ("removing BatchNorm" if norm == "nobn" else "holding the scale-invariant weights' norms fixed")
-    tested = (f"rung 3: digits CNN, InfoNCE (10 % labels), {opt.upper()}: {what} brings complete collapse to a lower "
-              f"lr; per seed log10(onset with BatchNorm) - log10(onset {NORMS[norm].label}) in decades, onset censored "
+    tested = (f"{_what(rung)}, {opt.upper()}: {what} brings complete collapse to a lower "
+              f"lr; per seed log10(onset with BatchNorm) - log10(onset {rung.norms[norm].label}) in decades, onset censored "
               f"half a decade past the grid; direction, negligible {NEGLIGIBLE_DECADES} decade")
-    cid, where = f"LAD-R3-earlier-{norm}-{opt}", "Sec. 3.1 (rung 3 hypothesis, docs/ladder.md)"
+    cid, where = f"LAD-{rung.tag}-earlier-{norm}-{opt}", "Sec. 3.1 (rung 3 hypothesis, docs/ladder.md)"
+    evidence, command = _evidence(rung), rung.command
     quote = "BatchNorm makes the layers before it scale-invariant, so their effective step is lr/||W||^2"
     if not seeds:
-        return Claim(cid, where, quote, tested, "not checked", "no paired seeds", _EVIDENCE, COMMAND)
+        return Claim(cid, where, quote, tested, "not checked", "no paired seeds", evidence, command)
     censor = math.log10(float(tab["lr"].max())) + ONSET_RESOLUTION
     if (base[seeds] >= censor).all() and (other[seeds] >= censor).all():
         return Claim(cid, where, quote, tested, "not testable",
-                     f"no run of either arm collapsed up to lr {tab['lr'].max():g} ({len(seeds)} seeds)", _EVIDENCE,
-                     COMMAND)
+                     f"no run of either arm collapsed up to lr {tab['lr'].max():g} ({len(seeds)} seeds)", evidence,
+                     command)
     d = (base[seeds] - other[seeds]).to_numpy()
     g = paired_gain(d, resolution=ONSET_RESOLUTION)
     verdict, why = direction_verdict(g, NEGLIGIBLE_DECADES, unit=" dec")
     m = margin_se(g, raises_judge(NEGLIGIBLE_DECADES))
     onset_txt = lambda s: ", ".join("none" if v >= censor else f"{10**v:.0f}" for v in s)
     result = (f"{g.interval_text('decades')} (n = {g.n}, {g.up} earlier, {g.down} later; margin {m:.1f} SE; {why}); "
-              f"onsets with BatchNorm: {onset_txt(base[seeds])}; {NORMS[norm].label}: {onset_txt(other[seeds])}")
+              f"onsets with BatchNorm: {onset_txt(base[seeds])}; {rung.norms[norm].label}: {onset_txt(other[seeds])}")
     if g.n < MIN_PAIRS:
         verdict = "inconclusive"
-    return Claim(cid, where, quote, tested, verdict, result, _EVIDENCE, COMMAND)
+    return Claim(cid, where, quote, tested, verdict, result, evidence, command)
 
 
-def all_claims(tab: pd.DataFrame) -> list[Claim]:
-    """Every rung-3 claim that ``tab``'s optimisers and normalisations allow."""
+def all_claims(tab: pd.DataFrame, rung: NetworkRung = RUNG3) -> list[Claim]:
+    """Every claim of ``rung`` that ``tab``'s optimisers and normalisations allow."""
     opts = [o for o in ("lars", "sgd") if o in set(tab["optimizer"])]
-    norms = [n for n in NORMS if n in set(tab["norm"])]
-    out = [collapse_claim(tab, o, n) for o in opts for n in norms]
-    out += [earlier_claim(tab, o, n) for n in norms if n != "bn" and "bn" in norms for o in opts]
+    norms = [n for n in rung.norms if n in set(tab["norm"])]
+    out = [collapse_claim(tab, o, n, rung) for o in opts for n in norms]
+    out += [earlier_claim(tab, o, n, rung) for n in norms if n != "bn" and "bn" in norms for o in opts]
     return out
