@@ -132,20 +132,37 @@ def _orbit_complement(model: TangentModel) -> torch.Tensor:
     return u[:, : m - model.orbit.shape[1]]
 
 
-def _radius_off_orbit(model: TangentModel, q: torch.Tensor, lr: float) -> float:
-    """Largest |eigenvalue| of J restricted to the complement of the symmetry modes (which J fixes)."""
+def _jacobian_off_orbit(model: TangentModel, q: torch.Tensor, lr: float) -> torch.Tensor:
+    """J at ``lr`` restricted to the complement ``q`` of the symmetry modes (which J fixes)."""
     d = 1.0 + lr * model.c_diag
     j = (torch.eye(len(d), dtype=torch.float64) - lr * model.h_t) / d[:, None]
-    ev = torch.linalg.eigvals(q.T @ j @ q)
-    return float(ev.abs().max())
+    return q.T @ j @ q
 
 
-def attraction_step(model: TangentModel, lr_max: float = 1e6, points: int = 121) -> float:
+def _radius_off_orbit(model: TangentModel, q: torch.Tensor, lr: float) -> float:
+    """Largest |eigenvalue| of J restricted to the complement of the symmetry modes (which J fixes)."""
+    return float(torch.linalg.eigvals(_jacobian_off_orbit(model, q, lr)).abs().max())
+
+
+def _attracts_on_grid(model: TangentModel, q: torch.Tensor, grid: np.ndarray) -> np.ndarray:
+    """Whether the fixed point attracts at each step of ``grid``: :func:`_radius_off_orbit` below neutral, the
+    Jacobians built one by one and their eigenvalues in one batched call (the same numbers, less overhead)."""
+    mats = torch.stack([_jacobian_off_orbit(model, q, float(lr)) for lr in grid])
+    return (torch.linalg.eigvals(mats).abs().amax(dim=1) < _NEUTRAL).numpy()
+
+
+def _log_grid(lr_max: float, points: int) -> np.ndarray:
+    return np.geomspace(lr_max * 1e-12, lr_max, points)
+
+
+def attraction_step(model: TangentModel, lr_max: float = 1e6, points: int = 121,
+                    ok: np.ndarray | None = None) -> float:
     """Smallest lr in (0, lr_max] above which the fixed point attracts up to lr_max (module docstring); inf if
-    it attracts at no lr of a log grid from lr_max * 1e-12, or stops attracting again below lr_max."""
+    it attracts at no lr of a log grid from lr_max * 1e-12, or stops attracting again below lr_max. ``ok``: the
+    grid's :func:`_attracts_on_grid` where the caller has it."""
     q = _orbit_complement(model)
-    grid = np.geomspace(lr_max * 1e-12, lr_max, points)
-    ok = np.array([_radius_off_orbit(model, q, float(lr)) < _NEUTRAL for lr in grid])
+    grid = _log_grid(lr_max, points)
+    ok = _attracts_on_grid(model, q, grid) if ok is None else ok
     if not ok[-1]:
         return math.inf
     bad = np.flatnonzero(~ok)
@@ -262,20 +279,21 @@ def fixed_point_kind(problem: Problem, z: torch.Tensor) -> dict[str, float | str
         kind, attracts, span = "not stationary", math.nan, ""
     else:
         kind = ("minimum" if crit["hess_min"] >= -tol else "maximum" if crit["hess_max"] <= tol else "saddle")
-        attracts = attraction_step(model)
-        span = _attracting_steps(model, attracts, crit["critical"])
+        ok = _attracts_on_grid(model, _orbit_complement(model), _log_grid(1e6, 121))  # the grid both read
+        attracts = attraction_step(model, 1e6, 121, ok)
+        span = _attracting_steps(model, attracts, crit["critical"], 1e6, 121, ok)
     return {"grad_tangent": model.grad_tangent, "c": float(model.c.mean()), "hess_min": crit["hess_min"],
             "hess_max": crit["hess_max"], "kind": kind, "attracts_from": attracts, "attracts_for": span}
 
 
 def _attracting_steps(model: TangentModel, attracts_from: float, critical: float, lr_max: float = 1e6,
-                      points: int = 121) -> str:
+                      points: int = 121, ok: np.ndarray | None = None) -> str:
     """The steps at which the fixed point attracts, as an interval text: '(0, 5.515)' for a minimum (up to its
     critical step), '[0.07143, inf)' for a state that attracts large steps, 'never'. The shape is read on a log
-    grid (1e-12 lr_max .. lr_max); the ends are the exact crossings where they are known."""
-    q = _orbit_complement(model)
-    grid = np.geomspace(lr_max * 1e-12, lr_max, points)
-    ok = np.array([_radius_off_orbit(model, q, float(lr)) < _NEUTRAL for lr in grid])
+    grid (1e-12 lr_max .. lr_max; ``ok`` its :func:`_attracts_on_grid` where the caller has it); the ends are the
+    exact crossings where they are known."""
+    grid = _log_grid(lr_max, points)
+    ok = _attracts_on_grid(model, _orbit_complement(model), grid) if ok is None else ok
     if not ok.any():
         return "never"
     lo = "0" if ok[0] else f"{attracts_from if ok[-1] else grid[np.argmax(ok)]:.4g}"
