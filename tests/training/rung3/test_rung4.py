@@ -10,6 +10,7 @@ import shutil
 import pandas as pd
 import pytest
 
+from training.data.cifar import write_synthetic_cifar
 from training.rung3 import cli
 from training.rung3.grid import RUNG4, make_launch, points
 from training.rung3.report import LADDER_COLUMNS, report_files
@@ -53,12 +54,15 @@ def test_bad_flags_are_one_line_errors(argv, needle, capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_smoke_grid_runs_and_its_report_reads_the_resnet(synthetic_data, tmp_path, capsys):
+def test_the_smoke_grid_runs_and_its_report_reads_the_resnet(tmp_path, capsys):
     """One ResNet-50 run with its weight norms held (the launch, training.pretrain, the probe, the measurements);
     the BatchNorm arm is that run copied, so the report has both arms to pair (the pairing, not the numbers, is
-    what this checks: the verdicts on real data need the GPU grid)."""
+    what this checks: the verdicts on real data need the GPU grid). The generated set is a small one (10 training
+    and 10 test images per class): the probe embeds every image, and nothing here needs more."""
+    data = tmp_path / "data"
+    write_synthetic_cifar(data / "synthetic", train_per_class=10, test_per_class=10)
     runs = tmp_path / "runs"
-    argv = ["--smoke", "--dataset", "synthetic", "--data-root", str(synthetic_data), "--runs", str(runs),
+    argv = ["--smoke", "--dataset", "synthetic", "--data-root", str(data), "--runs", str(runs),
             "--out", str(tmp_path / "out"), "--ladder-rows", str(tmp_path / "rows" / "ladder_rows_rung4.csv"),
             "--epochs", "1", "--batch-size", "16", "--lrs", "4.8", "--optimizers", "sgd", "--seeds", "0",
             "--device", "cpu", "--no-progress"]
