@@ -20,6 +20,7 @@ nothing to report, 130 after Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import time
@@ -130,7 +131,7 @@ def main(argv: Sequence[str] | None = None, rung: NetworkRung = RUNG3) -> int:
                 launch = make_launch(norm, args.runs, args.epochs, args.device, rung, getattr(args, "data_root", None))
                 failures += run_study(group, launch, args.jobs, progress=not args.no_progress,
                                       threads=1 if rung.workers == 0 else None)
-    with torch_threads(1):
+    with torch_threads(1) if rung.workers == 0 else contextlib.nullcontext():  # rung 4: every core embeds
         tab = collect(pts)
     if tab.empty:
         print(f"error: no finished run under {args.runs}; run without --report-only first", file=sys.stderr)
