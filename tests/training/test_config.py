@@ -185,7 +185,7 @@ ADDED_FLAGS = {  # options added since, with their (default, choices); an old op
         '--hold-weight-norms': (False, None),
     },
     'training.practice': {
-        '--verdict-seeds': (8, None),
+        '--verdict-seeds': (16, None),  # 8 until the seed-block study chose 16 (issue 19, docs/practice.md)
         '--seed-blocks': (None, None),
     },
 }
