@@ -123,7 +123,10 @@ def draw(tab: pd.DataFrame, cells: pd.DataFrame, path: Path, rung: NetworkRung =
     import matplotlib.pyplot as plt
 
     opts = sorted(set(cells["optimizer"]))
-    fig, axes = plt.subplots(1, len(opts), figsize=(5.2 * len(opts), 4.4), sharey=True, squeeze=False)
+    from matplotlib.ticker import NullFormatter
+
+    fig, axes = plt.subplots(1, len(opts), figsize=(max(8.0, 5.2 * len(opts)), 4.4), sharey=True, squeeze=False)
+    lrs = sorted(set(cells["lr"]))
     colours = {"bn": "tab:blue", "nobn": "tab:red", "fixed": "tab:green"}
     shift = {"bn": 0.97, "nobn": 1.0, "fixed": 1.03}
     for ax, opt in zip(axes[0], opts):
@@ -144,6 +147,11 @@ def draw(tab: pd.DataFrame, cells: pd.DataFrame, path: Path, rung: NetworkRung =
             ax.text(0.02, 0.55, "\n".join(notes), transform=ax.transAxes, fontsize=7, va="center")
         ax.axhline(COLLAPSE_MU, color="k", lw=0.8, ls="--")
         ax.set_xscale("log")
+        ax.set_xticks(lrs)  # the grid's lrs, labelled as given
+        ax.set_xticklabels([f"{x:g}" for x in lrs])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if len(lrs) == 1:
+            ax.set_xlim(lrs[0] / 2, lrs[0] * 2)
         ax.set_xlabel(f"learning rate (batch {rung.batch})")
         ax.set_title(f"{opt.upper()}")
         ax.grid(alpha=0.3)
@@ -151,8 +159,8 @@ def draw(tab: pd.DataFrame, cells: pd.DataFrame, path: Path, rung: NetworkRung =
     axes[0][0].set_ylim(-0.05, 1.05)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(labels), frameon=False)
-    fig.suptitle(f"Rung {rung.number}: {rung.model}, InfoNCE (10 % labels), {tab['seed'].nunique()} seeds; dashed: "
-                 "complete collapse", fontsize=10)
+    fig.suptitle(f"Rung {rung.number}: {rung.model}, InfoNCE (10 % labels), {tab['seed'].nunique()} seeds\n"
+                 "mu of the held-out embeddings against lr, by normalisation; dashed: complete collapse", fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
