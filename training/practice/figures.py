@@ -18,7 +18,7 @@ import pandas as pd
 
 from training.eval.evaluate import COLLAPSE_MEAN_NORM
 from training.eval.geometry import MIN_R2_STEP, critical_lr
-from training.practice.claims import BASELINES, OPT_NAMES, SUM_SMALL, SV_SMALL
+from training.practice.claims import BASELINES, OPT_NAMES, SUM_SMALL, SV_SMALL, judged_batches
 from training.practice.grid import STUDY
 from training.practice.table import K, variant_name
 from training.sweeps.grid import COMPARISON, VARIANTS
@@ -108,7 +108,8 @@ def plot_figure6(data: pd.DataFrame, png: Path, epochs: str) -> None:
     xs = sorted(set(data.loc[data["kind"] == "variant", "batch_size"].astype(int)))
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs)
-    ax.set_xticklabels([f"{b}\nlr {0.3 * b / 256:.4g}" for b in xs])
+    judged = set(judged_batches(xs))  # below the paper's range: drawn with the figure seeds only, not judged
+    ax.set_xticklabels([f"{b}\nlr {0.3 * b / 256:.4g}" + ("" if b in judged else "\n(not judged)") for b in xs])
     ax.minorticks_off()
     ax.set_xlabel("batch size (images per step, log$_2$ scale); lr = 0.3 × batch/256 below it")
     ax.set_ylabel("top-1 linear-probe accuracy on the 359 test digits (%)")
