@@ -31,11 +31,12 @@ import pandas as pd
 
 from clop.util.cli import HelpFormatter, check_device, run_main
 from clop.util.device import torch_threads
-from clop.util.io import check_output_dir, check_path_text
+from clop.util.io import check_output_dir, check_path_text, output_folder
+from clop.util.lock import FolderLockedError
 from training.practice.run import diverged, run_study
 from training.rung3.grid import OPTIMIZERS, RUNG3, SEEDS, NetworkRung, make_launch, points
 from training.rung3.measure import run_row
-from training.rung3.report import write_report
+from training.rung3.report import report_files, write_report
 from training.sweeps.state import status
 
 __all__ = ["build_parser", "cli", "collect", "main"]
@@ -108,7 +109,7 @@ def main(argv: Sequence[str] | None = None, rung: NetworkRung = RUNG3) -> int:
     context = getattr(args, "context_lrs", [])
     try:
         check_path_text(args.runs, "--runs")
-        out = check_output_dir(args.out, "--out")
+        check_path_text(args.out, "--out")
         rows_path = None
         if args.ladder_rows:
             rows_path = check_output_dir(Path(args.ladder_rows).parent, "--ladder-rows") / Path(args.ladder_rows).name
@@ -120,6 +121,18 @@ def main(argv: Sequence[str] | None = None, rung: NetworkRung = RUNG3) -> int:
         pts = points(args.runs, args.epochs, args.lrs, args.optimizers, args.norms, args.seeds, context, rung)
     except ValueError as exc:
         parser.error(str(exc))
+    stack = contextlib.ExitStack()  # --out checked, created and locked; removed again if nothing is written
+    try:
+        out = stack.enter_context(output_folder(args.out, "--out", program=rung.command, outputs=report_files(rung)))
+    except (ValueError, FolderLockedError) as exc:
+        stack.close()
+        parser.error(str(exc))
+    with stack:
+        return _study(args, rung, pts, out, rows_path)
+
+
+def _study(args: argparse.Namespace, rung: NetworkRung, pts, out: Path, rows_path: Path | None) -> int:
+    """Run the unfinished points of ``pts`` (unless ``--report-only``), then write the report into ``out``."""
     start = time.perf_counter()
     failures = []
     if not args.report_only:

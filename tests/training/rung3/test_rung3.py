@@ -194,6 +194,7 @@ def test_report_only_without_runs_says_so(capsys, tmp_path):
     assert cli.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--ladder-rows", "",
                      "--report-only"]) == 2
     assert "no finished run" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # the folder it created for the report is removed again
 
 
 @pytest.mark.slow
