@@ -151,23 +151,18 @@ def _attracts_on_grid(model: TangentModel, q: torch.Tensor, grid: np.ndarray) ->
     return (torch.linalg.eigvals(mats).abs().amax(dim=1) < _NEUTRAL).numpy()
 
 
-def _log_grid(lr_max: float, points: int) -> np.ndarray:
-    return np.geomspace(lr_max * 1e-12, lr_max, points)
-
-
-def attraction_step(model: TangentModel, lr_max: float = 1e6, points: int = 121,
-                    ok: np.ndarray | None = None) -> float:
-    """Smallest lr in (0, lr_max] above which the fixed point attracts up to lr_max (module docstring); inf if
-    it attracts at no lr of a log grid from lr_max * 1e-12, or stops attracting again below lr_max. ``ok``: the
-    grid's :func:`_attracts_on_grid` where the caller has it."""
+def _attraction(model: TangentModel, lr_max: float, points: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """(:func:`attraction_step`, the log grid lr_max * 1e-12 .. lr_max of ``points`` steps, whether the fixed
+    point attracts at each of them): the grid is read once, by the bisection here and by
+    :func:`_attracting_steps`."""
     q = _orbit_complement(model)
-    grid = _log_grid(lr_max, points)
-    ok = _attracts_on_grid(model, q, grid) if ok is None else ok
+    grid = np.geomspace(lr_max * 1e-12, lr_max, points)
+    ok = _attracts_on_grid(model, q, grid)
     if not ok[-1]:
-        return math.inf
+        return math.inf, grid, ok
     bad = np.flatnonzero(~ok)
     if bad.size == 0:
-        return float(grid[0])
+        return float(grid[0]), grid, ok
     lo, hi = float(grid[bad[-1]]), float(grid[bad[-1] + 1])
     for _ in range(60):
         mid = math.sqrt(lo * hi)
@@ -175,7 +170,13 @@ def attraction_step(model: TangentModel, lr_max: float = 1e6, points: int = 121,
             hi = mid
         else:
             lo = mid
-    return hi
+    return hi, grid, ok
+
+
+def attraction_step(model: TangentModel, lr_max: float = 1e6, points: int = 121) -> float:
+    """Smallest lr in (0, lr_max] above which the fixed point attracts up to lr_max (module docstring); inf if
+    it attracts at no lr of a log grid from lr_max * 1e-12, or stops attracting again below lr_max."""
+    return _attraction(model, lr_max, points)[0]
 
 
 @dataclasses.dataclass
@@ -279,21 +280,17 @@ def fixed_point_kind(problem: Problem, z: torch.Tensor) -> dict[str, float | str
         kind, attracts, span = "not stationary", math.nan, ""
     else:
         kind = ("minimum" if crit["hess_min"] >= -tol else "maximum" if crit["hess_max"] <= tol else "saddle")
-        ok = _attracts_on_grid(model, _orbit_complement(model), _log_grid(1e6, 121))  # the grid both read
-        attracts = attraction_step(model, 1e6, 121, ok)
-        span = _attracting_steps(model, attracts, crit["critical"], 1e6, 121, ok)
+        attracts, grid, ok = _attraction(model, 1e6, 121)
+        span = _attracting_steps(attracts, crit["critical"], grid, ok)
     return {"grad_tangent": model.grad_tangent, "c": float(model.c.mean()), "hess_min": crit["hess_min"],
             "hess_max": crit["hess_max"], "kind": kind, "attracts_from": attracts, "attracts_for": span}
 
 
-def _attracting_steps(model: TangentModel, attracts_from: float, critical: float, lr_max: float = 1e6,
-                      points: int = 121, ok: np.ndarray | None = None) -> str:
+def _attracting_steps(attracts_from: float, critical: float, grid: np.ndarray, ok: np.ndarray) -> str:
     """The steps at which the fixed point attracts, as an interval text: '(0, 5.515)' for a minimum (up to its
-    critical step), '[0.07143, inf)' for a state that attracts large steps, 'never'. The shape is read on a log
-    grid (1e-12 lr_max .. lr_max; ``ok`` its :func:`_attracts_on_grid` where the caller has it); the ends are the
-    exact crossings where they are known."""
-    grid = _log_grid(lr_max, points)
-    ok = _attracts_on_grid(model, _orbit_complement(model), grid) if ok is None else ok
+    critical step), '[0.07143, inf)' for a state that attracts large steps, 'never'. The shape is read on the log
+    ``grid`` (``ok``: whether it attracts at each step, from :func:`_attraction`); the ends are the exact crossings
+    where they are known."""
     if not ok.any():
         return "never"
     lo = "0" if ok[0] else f"{attracts_from if ok[-1] else grid[np.argmax(ok)]:.4g}"
