@@ -33,6 +33,7 @@ from clop.util.cli import HelpFormatter, check_device, run_main
 from clop.util.device import torch_threads
 from clop.util.io import check_output_dir, check_path_text, output_folder
 from clop.util.lock import FolderLockedError
+from training.config import SMOKE
 from training.practice.run import diverged, run_study
 from training.rung3.grid import OPTIMIZERS, RUNG3, SEEDS, NetworkRung, make_launch, points
 from training.rung3.measure import run_row
@@ -68,10 +69,10 @@ def build_parser(rung: NetworkRung = RUNG3) -> argparse.ArgumentParser:
     p.add_argument("--norms", nargs="+", default=list(rung.norms), choices=list(rung.norms),
                    help=f"normalisations: {norms}")
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="seeds (six pairs for a verdict)")
-    p.add_argument("--jobs", type=int, default=2 if rung.workers == 0 else 1,
-                   help="runs at a time" + (" (one torch thread each)" if rung.workers == 0 else ""))
-    p.add_argument("--device", default="cpu" if rung.workers == 0 else None,
-                   help="cpu or cuda" + ("" if rung.workers == 0 else " (default: training.pretrain's, cuda if there is one)"))
+    p.add_argument("--jobs", type=int, default=2 if rung.cpu_study else 1,
+                   help="runs at a time" + (" (one torch thread each)" if rung.cpu_study else ""))
+    p.add_argument("--device", default="cpu" if rung.cpu_study else None,
+                   help="cpu or cuda" + ("" if rung.cpu_study else " (default: training.pretrain's, cuda if there is one)"))
     p.add_argument("--report-only", action="store_true", help="only redraw the report from the finished runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -89,7 +90,7 @@ def _rung(args: argparse.Namespace, rung: NetworkRung) -> NetworkRung:
         check_path_text(args.data_root, "--data-root")
     model = rung.model if args.dataset == rung.dataset else f"{rung.model.split(' on ')[0]} on {args.dataset}"
     return dataclasses.replace(rung, dataset=args.dataset, batch=args.batch_size, smoke=args.smoke, model=model,
-                               heldout="64" if args.smoke else rung.heldout)
+                               heldout=str(SMOKE["geometry_images"]) if args.smoke else rung.heldout)
 
 
 def collect(pts) -> pd.DataFrame:
@@ -143,8 +144,8 @@ def _study(args: argparse.Namespace, rung: NetworkRung, pts, out: Path, rows_pat
             if group:
                 launch = make_launch(norm, args.runs, args.epochs, args.device, rung, getattr(args, "data_root", None))
                 failures += run_study(group, launch, args.jobs, progress=not args.no_progress,
-                                      threads=1 if rung.workers == 0 else None)
-    with torch_threads(1) if rung.workers == 0 else contextlib.nullcontext():  # rung 4: every core embeds
+                                      threads=1 if rung.cpu_study else None)
+    with torch_threads(1) if rung.cpu_study else contextlib.nullcontext():  # rung 4: every core embeds
         tab = collect(pts)
     if tab.empty:
         print(f"error: no finished run under {args.runs}; run without --report-only first", file=sys.stderr)

@@ -119,6 +119,12 @@ class NetworkRung:
     smoke: bool = False
 
     @property
+    def cpu_study(self) -> bool:
+        """Rung 3's way of running: on the CPU, several one-thread runs at a time, no data workers (``workers``
+        0); otherwise (rung 4) one run at a time on a GPU or every core."""
+        return self.workers == 0
+
+    @property
     def tag(self) -> str:
         """The claim ids' rung tag, ``R3`` or ``R4``."""
         return f"R{self.number}"
