@@ -18,9 +18,14 @@ complete-collapse step of every run. The implementations, timed in the same proc
 * loop (k-dim): the same loop on the exact k-dimensional coordinates of the rows (isolates the gain of
   batching from the gain of the reduction).
 
+* another kernel source (``--kernel-source FILE``, e.g. an earlier version: ``git show
+  REV:simulations/lclass/kernel.c > old.c``): compiled like the packaged kernel and timed beside it, both on
+  one thread, interleaved, on the same runs; both must give the same collapse steps and final states, bit for bit.
+
 All must give the same collapse steps (checked; a mismatch is printed and the exit status is 1). Prints
 the times and the speed-ups against the m-dim loop (the headline ratio: ``speed-up`` on its line).
-Run: ``python benchmarks/bench_lclass.py [--device cpu] [--steps 200] [--threads 1] [--repeat 3]``.
+Run: ``python benchmarks/bench_lclass.py [--device cpu] [--steps 200] [--threads 1] [--repeat 3]
+[--kernel-source old.c]``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ if __name__ == "__main__" and __package__ in (None, ""):  # run as a file: make 
 import argparse
 import contextlib
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,6 +51,8 @@ from clop.util.device import torch_threads
 from clop.util.progress import progress_bar
 from simulations import native_build
 from simulations.cli import check_memory
+from simulations.lclass import engine as lclass_engine
+from simulations.lclass import native
 from simulations.lclass.engine import engine_name
 from simulations.lclass.memory import sweep_bytes
 from simulations.lclass.model import COLLAPSE_TOL, initial_embeddings, reduce_coordinates
@@ -116,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kernel-threads", type=int, default=None,
                         help="threads of the native kernel (default: every usable core, or $CLOP_NATIVE_THREADS); "
                         "it is also timed on one thread")
+    parser.add_argument("--kernel-source", type=Path, default=None,
+                        help="also time the kernel compiled from this C file (an earlier kernel.c) against the "
+                        "packaged one, both on one thread; they must give the same bits")
     return parser
 
 
@@ -136,6 +148,11 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, torch.device]:
     if args.kernel_threads is not None:
         check_int(parser, "--kernel-threads", args.kernel_threads, 1)
     dev = parse_device(parser, args.device)
+    if args.kernel_source is not None:
+        if not args.kernel_source.is_file():
+            parser.error(f"--kernel-source must name a C source file; got {str(args.kernel_source)!r}")
+        if dev.type != "cpu" or not native.available():
+            parser.error(f"--kernel-source needs the native kernel on the CPU; the engine is {engine_name(dev)}")
     check_memory(parser, args, dev, _memory)
     return args, dev
 
@@ -185,6 +202,45 @@ def _time_loops(args: argparse.Namespace, dev: torch.device) -> dict[str, tuple[
         _sync(dev)
         loops[label] = (time.perf_counter() - t0, out)
     return loops
+
+
+def _compare_kernel_source(args: argparse.Namespace) -> bool:
+    """The sweep's runs (no early exit) on the packaged kernel and on one compiled from ``--kernel-source``, one
+    thread each, ``--repeat`` times interleaved; prints both times and their ratio. Returns whether both give the
+    same collapse steps and final states, bit for bit."""
+    cc = native_build.find_compiler()
+    with tempfile.TemporaryDirectory() as tmp:
+        path, msg = native_build.compile_cached("lclass_kernel_other", args.kernel_source.read_text(encoding="utf-8"),
+                                                cc, Path(tmp), native.BASE_FLAGS, native.ARCH_FLAGS)
+        if path is None:
+            print(f"--kernel-source: {msg}")
+            return False
+        libs = {"packaged kernel.c": None, str(args.kernel_source): native.open_kernel(path)}
+        inits, ks, etas = [], [], []
+        for k in args.ks:
+            c0, _ = reduce_coordinates(initial_embeddings(k, args.m, args.trials, seed=args.seed))
+            for t in range(args.trials):
+                inits += [c0[t]] * len(args.etas)
+                ks += [k] * len(args.etas)
+                etas += list(args.etas)
+        kw = {"steps": args.steps, "tol": COLLAPSE_TOL, "early_exit": False, "check_every": lclass_engine.CHECK_EVERY,
+              "renorm_every": lclass_engine.RENORM_EVERY, "stable_mean": lclass_engine.STABLE_MEAN,
+              "stable_reach": lclass_engine.STABLE_REACH, "threads": 1, "final_states": True,
+              "group_bytes": lclass_engine.resolve_chunk_bytes(torch.device("cpu"), None)}
+        times, outs = {}, {}
+        for _ in range(args.repeat):
+            for label, lib in libs.items():
+                t0 = time.perf_counter()
+                outs[label] = native.decide(inits, ks, etas, lib=lib, **kw)
+                times.setdefault(label, []).append(time.perf_counter() - t0)
+    (a_label, a), (b_label, b) = outs.items()
+    same = (np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+            and all(x.tobytes() == y.tobytes() for x, y in zip(a[3], b[3])))
+    t_a, t_b = min(times[a_label]), min(times[b_label])
+    print(f"{a_label:<30}: {t_a:8.2f} s on 1 thread (min of {args.repeat})")
+    print(f"{b_label:<30}: {t_b:8.2f} s on 1 thread; the packaged kernel is {t_b / t_a:.2f}x faster; the same "
+          f"collapse steps and final states, bit for bit: {same}")
+    return same
 
 
 def _report(variants, results: dict, times: dict, loops: dict, n_runs: int) -> bool:
@@ -237,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"native kernel on {threads} threads against 1 (min of {args.repeat}): "
                   f"{min(times['one']) / min(times['auto']):.2f}x, the same collapse steps: "
                   f"{np.array_equal(results['one'], results['auto'])}")
+        same_source = _compare_kernel_source(args) if args.kernel_source is not None else True
         loops = _time_loops(args, dev)
-        return 0 if _report(variants, results, times, loops, n_runs) else 1
+        return 0 if _report(variants, results, times, loops, n_runs) and same_source else 1
 
 
 if __name__ == "__main__":

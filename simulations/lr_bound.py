@@ -20,6 +20,10 @@ the flag.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command-line run: no cyclic garbage collection while the libraries import
+    import gc
+
+    gc.disable()
 if __name__ == "__main__" and __package__ in (None, ""):  # run as a file: make the repo root importable
     import pathlib
     import sys
@@ -129,4 +133,6 @@ def _run(args: argparse.Namespace, dev: torch.device, out: Path) -> int:
 
 
 if __name__ == "__main__":
+    gc.freeze()  # the imported libraries live as long as the process: keep their objects out of every collection
+    gc.enable()
     raise SystemExit(run_main(main))

@@ -111,34 +111,38 @@ static int64_t run_one(double *restrict z, int k, int K, int D, double eta, int 
             if (mn < stable_mean && log(fmax(mn, 1e-12) + 1e-16 * rem) + rem * log_growth < log_reach) break;
         }
         work += (int64_t)K * D;
-        /* z_i . mu and z_i <- z_i - c r_i mu (padding rows: a = 0, they stay zero) */
+        /* One pass over the blocks of ROWS rows. Block b: z_i . mu and z_i <- z_i - c r_i mu (padding rows: a = 0,
+           they stay zero); r_i <- r_i sqrt(max(0, 1 - 2 c x_i.mu + c^2 ||mu||^2)), at least 1e-300; a row that has
+           shrunk below DRIFT_R since it was last normalised (its tracked norm's error may have grown 1/r_i^2-fold)
+           is normalised now, and every row every renorm_every steps; w_i = 1 / (k r_i). Block b - 1, still in L1,
+           then adds its share to the next mean, so the latency of block b's square roots and divisions overlaps
+           with that work. Row by row and block by block these are the operations, in the order, of a step done
+           in separate passes over all rows, so the bits are the same. */
+        const int renorm = (t + 1) % renorm_every == 0;
+        memset(nu, 0, sizeof(double) * (size_t)D);
         for (int i = 0; i < K; i += ROWS) {
             for (int l = 0; l < ROWS; ++l) a[l] = i + l < k ? -c * r[i + l] : 0.0;
             block_dot_update(z + (size_t)i * D, mu, D, a, p + i);
-        }
-        /* r_i <- r_i sqrt(max(0, 1 - 2 c x_i.mu + c^2 ||mu||^2)), at least 1e-300; a row that has shrunk below
-           DRIFT_R since it was last normalised (its tracked norm's error may have grown 1/r_i^2-fold) is
-           normalised now */
-        for (int i = 0; i < k; ++i) {
-            const double ri = r[i];
-            double f = c2 * mm + m2c * (p[i] / ri) + 1.0;
-            f = f > 0.0 ? f : 0.0;
-            const double v = ri * sqrt(f);
-            r[i] = v > 1e-300 ? v : 1e-300;
-            if (r[i] < DRIFT_R) {
-                normalise(z + (size_t)i * D, D);
-                r[i] = 1.0;
+            const int end = i + ROWS < k ? i + ROWS : k;
+            for (int j = i; j < end; ++j) {
+                const double rj = r[j];
+                double f = c2 * mm + m2c * (p[j] / rj) + 1.0;
+                f = f > 0.0 ? f : 0.0;
+                const double v = rj * sqrt(f);
+                r[j] = v > 1e-300 ? v : 1e-300;
+                if (r[j] < DRIFT_R) {
+                    normalise(z + (size_t)j * D, D);
+                    r[j] = 1.0;
+                }
+                if (renorm) {
+                    normalise(z + (size_t)j * D, D);
+                    r[j] = 1.0;
+                }
+                w[j] = inv_k / r[j];
             }
+            if (i > 0) block_mean(nu, z + (size_t)(i - ROWS) * D, D, w + i - ROWS);
         }
-        if ((t + 1) % renorm_every == 0)
-            for (int i = 0; i < k; ++i) {
-                normalise(z + (size_t)i * D, D);
-                r[i] = 1.0;
-            }
-        for (int i = 0; i < k; ++i) w[i] = inv_k / r[i];
-        /* the next mean, over the rows just updated (still in cache) */
-        memset(nu, 0, sizeof(double) * (size_t)D);
-        for (int i = 0; i < K; i += ROWS) block_mean(nu, z + (size_t)i * D, D, w + i);
+        block_mean(nu, z + (size_t)(K - ROWS) * D, D, w + K - ROWS);
         double *tmp = mu;
         mu = nu;
         nu = tmp;

@@ -2,8 +2,9 @@
 
 The C source is ``kernel.c`` beside this module (package data, read with :mod:`importlib.resources`).
 It takes one run at a time, its state (k x d float64) staying in the L1/L2 cache for all its steps, in
-two passes per step over blocks of :data:`ROW_BLOCK` rows: the dot products ``z_i . mu`` and the rank-one
-update, then, over the same rows, the next mean.
+one pass per step over blocks of :data:`ROW_BLOCK` rows: the dot products ``z_i . mu``, the rank-one update
+and the rows' new norms of one block, then the previous block's share of the next mean (that block is still
+in L1, and its work hides the latency of the square roots and divisions of the current one).
 
 Same steps, same decisions. The arithmetic is the Appendix D step exactly as the torch engine of
 :mod:`simulations.lclass.engine` does it (tracked row norms ``r_i``, ``z_i <- z_i - c r_i mu``,

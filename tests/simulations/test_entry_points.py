@@ -50,12 +50,12 @@ OLD_DEFAULTS = {
 NEW_OPTIONS = {
     "synthetic_ffn": ["--engine", "--workers"],
     "bench_ffn": ["--engine", "--workers", "--rounds", "--regime-seeds", "--regime-epochs"],
-    "bench_lclass": ["--kernel-threads"],
+    "bench_lclass": ["--kernel-threads", "--kernel-source"],
 }
 NEW_DEFAULTS = {
     "synthetic_ffn": dict(engine="auto", workers=None),
     "bench_ffn": dict(engine="auto", workers=None, rounds=3, regime_seeds=64, regime_epochs=5),
-    "bench_lclass": dict(kernel_threads=None),
+    "bench_lclass": dict(kernel_threads=None, kernel_source=None),
 }
 SCRIPTS = {"lr_bound": "simulations/lr_bound.py", "dimensional_collapse": "simulations/dimensional_collapse.py",
            "synthetic_ffn": "simulations/synthetic_ffn.py", "table5_seeds": "simulations/table5_seeds.py",
@@ -119,6 +119,33 @@ def test_benchmark_refuses_bad_settings_without_printing_a_speed_up(monkeypatch,
             bench_lclass.main(argv)
         captured = capsys.readouterr()
         assert info.value.code == 2 and message in captured.err and "speed-up" not in captured.out
+
+
+def test_benchmark_compares_another_kernel_source_bit_for_bit(tmp_path, capsys):
+    """--kernel-source times a kernel built from another C file beside the packaged one: the packaged source
+    itself agrees bit for bit (exit 0); a source whose dot products add their eight lanes in another order does
+    not (exit 1), and a missing file is refused."""
+    from simulations.lclass import native
+
+    if not native.available():
+        pytest.skip(f"the native kernel is not available: {native.status()}")
+    bench_lclass = _module("bench_lclass")
+    small = ["--ks", "3", "7", "20", "--m", "20", "--trials", "2", "--steps", "120", "--etas", "2.0", "3.5",
+             "--skip-reduced-loop", "--skip-torch-engine"]
+    same = tmp_path / "same.c"
+    same.write_text(native.kernel_source())
+    assert bench_lclass.main([*small, "--kernel-source", str(same)]) == 0
+    assert "the same collapse steps and final states, bit for bit: True" in capsys.readouterr().out
+    source = native.kernel_source()
+    tree = "((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))"
+    assert tree in source
+    other = tmp_path / "other.c"
+    other.write_text(source.replace(tree, "((((((a[0] + a[1]) + a[2]) + a[3]) + a[4]) + a[5]) + a[6]) + a[7]"))
+    assert bench_lclass.main([*small, "--kernel-source", str(other)]) == 1
+    assert "bit for bit: False" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        bench_lclass.main([*small, "--kernel-source", str(tmp_path / "missing.c")])
+    assert info.value.code == 2 and "--kernel-source must name a C source file" in capsys.readouterr().err
 
 
 def test_gpu_check_script_dry_run_and_failure_bookkeeping(tmp_path):
