@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
+from tests.training.rung3.helpers import one_line_refusal
 from training.config import PretrainConfig
 from training.engine.model import ContrastiveModel
 from training.engine.norms import hold_norms, scale_invariant_weights
 from training.rung3 import cli
-from training.rung3.grid import NORMS, make_launch, points
+from training.rung3.grid import NORMS, RUNG3, make_launch, points
 from training.rung3.measure import COLLAPSE_MU, MEASURES, invariant_positions, unit_metrics, weight_norm
 from training.rung3.report import LADDER_COLUMNS, REPORT_FILES, check_table, write_report
 from training.rung3.verdicts import all_claims, onsets
@@ -182,12 +183,8 @@ def test_a_table_without_a_column_is_refused():
     (["--out", ""], "--out"),
 ])
 def test_bad_flags_are_one_line_errors(argv, needle, capsys, tmp_path):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--ladder-rows", "", *argv])
-    assert exc.value.code == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("python -m training.rung3: error")]
-    assert len(err) == 1 and needle in err[0]
-    assert not (tmp_path / "runs").exists()
+    assert RUNG3.command == "python -m training.rung3"
+    assert needle in one_line_refusal(argv, RUNG3, capsys, tmp_path)
 
 
 def test_report_only_without_runs_says_so(capsys, tmp_path):
