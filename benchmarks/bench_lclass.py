@@ -56,7 +56,7 @@ from simulations.lclass import native
 from simulations.lclass.engine import engine_name
 from simulations.lclass.memory import sweep_bytes
 from simulations.lclass.model import COLLAPSE_TOL, initial_embeddings, reduce_coordinates
-from simulations.lclass.search import sweep
+from simulations.lclass.search import sweep, sweep_runs
 
 
 def plain_run(x0: torch.Tensor, eta: float, steps: int, tol: float = COLLAPSE_TOL) -> int:
@@ -216,13 +216,7 @@ def _compare_kernel_source(args: argparse.Namespace) -> bool:
             print(f"--kernel-source: {msg}")
             return False
         libs = {"packaged kernel.c": None, str(args.kernel_source): native.open_kernel(path)}
-        inits, ks, etas = [], [], []
-        for k in args.ks:
-            c0, _ = reduce_coordinates(initial_embeddings(k, args.m, args.trials, seed=args.seed))
-            for t in range(args.trials):
-                inits += [c0[t]] * len(args.etas)
-                ks += [k] * len(args.etas)
-                etas += list(args.etas)
+        inits, ks, etas = sweep_runs(args.ks, args.m, args.etas, trials=args.trials, seed=args.seed)
         kw = {"steps": args.steps, "tol": COLLAPSE_TOL, "early_exit": False, "check_every": lclass_engine.CHECK_EVERY,
               "renorm_every": lclass_engine.RENORM_EVERY, "stable_mean": lclass_engine.STABLE_MEAN,
               "stable_reach": lclass_engine.STABLE_REACH, "threads": 1, "final_states": True,

@@ -28,7 +28,7 @@ from simulations.lclass.model import (
     reduce_coordinates,
 )
 
-__all__ = ["SearchResult", "max_stable_lr", "sweep"]
+__all__ = ["SearchResult", "max_stable_lr", "sweep", "sweep_runs"]
 
 
 @dataclass
@@ -317,6 +317,20 @@ def _collect(br: _Brackets, ks: list[int], *, rounds: int, evaluate: _Evaluator,
                         runs=evaluate.runs, work=evaluate.work)
 
 
+def sweep_runs(ks: Sequence[int], m: int, etas: Sequence[float], *, trials: int, seed: int
+               ) -> tuple[list[torch.Tensor], list[int], list[float]]:
+    """The runs of :func:`sweep`, in its order (k, then trial, then eta): their starts (reduced, as
+    :func:`max_stable_lr`'s), k and eta. The arguments are taken as checked."""
+    inits, kk_runs, e_runs = [], [], []
+    for kk, starts in zip(ks, _starts(list(ks), m, trials, seed)):
+        for t in range(trials):
+            for eta in etas:
+                inits.append(starts[t])
+                kk_runs.append(kk)
+                e_runs.append(eta)
+    return inits, kk_runs, e_runs
+
+
 def sweep(
     ks: int | Sequence[int],
     m: int,
@@ -348,13 +362,7 @@ def sweep(
     tol = check_tol(tol)
     dev = default_device(device)
     engine = check_engine(engine, dev)
-    inits, kk_runs, e_runs = [], [], []
-    for kk, starts in zip(ks_list, _starts(ks_list, m, trials, seed)):
-        for t in range(trials):
-            for eta in e:
-                inits.append(starts[t])
-                kk_runs.append(kk)
-                e_runs.append(eta)
+    inits, kk_runs, e_runs = sweep_runs(ks_list, m, e, trials=trials, seed=seed)
     cs, _, _ = decide(inits, kk_runs, e_runs, steps=steps, tol=tol, dev=dev,
                       chunk_bytes=resolve_chunk_bytes(dev, chunk_bytes), early_exit=early_exit, engine=engine)
     return cs.reshape(len(ks_list), trials, len(e))
