@@ -25,7 +25,7 @@ import pandas as pd
 if __package__ in (None, ""):  # run as `python simulations/ssem_grid.py`: make the packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clop.losses import SSEM_CONVENTIONS  # noqa: E402
+from clop.losses.ssem_loss import SSEM_CONVENTIONS  # noqa: E402
 from clop.util.cli import check_int, run_main  # noqa: E402
 from clop.util.device import torch_threads  # noqa: E402
 from clop.util.io import staged_outputs  # noqa: E402

@@ -3,6 +3,8 @@ replacements that fail a test where compute must not start."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,12 @@ def vector_builds() -> list[tuple[str, tuple[str, ...]]]:
     if "avx2" in cpu_flags():
         builds.insert(1, ("avx2", ("-mavx2", "-mno-avx512f")))
     return builds
+
+
+def import_lightly(module: str):
+    """``module`` of the lightly library (the tests that compare with it; installed by the test command with
+    ``pip install --no-deps lightly==1.6.0``). Skips where lightly is not installed at all; an installed
+    lightly that fails to import is an error, not a skip."""
+    if importlib.util.find_spec("lightly") is None:
+        pytest.skip("lightly is not installed (pip install --no-deps lightly==1.6.0)")
+    return importlib.import_module(module)

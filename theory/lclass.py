@@ -162,7 +162,7 @@ def _rank(x: torch.Tensor, rtol: float = 1e-9) -> int:
 
 def configurations_report(k_values=(4, 6, 10), m: int = 12, seed: int = 0) -> list[dict]:
     """L_class (text sign, via :func:`clop.losses.l_class` and the loop) and rank of the paper's arrangements."""
-    from clop.losses import l_class
+    from clop.losses.clop_objective import l_class
 
     rows = []
     for kk in k_values:
@@ -309,7 +309,7 @@ def _appendix_e_construction(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 def appendix_e_numeric(k: int = 6, m: int = 8, draws: int = 2000, seed: int = 0) -> dict:
     """Over random full-rank unit X: (draws, k, m), does the Appendix E construction strictly lower L_class?"""
-    from clop.losses import l_class
+    from clop.losses.clop_objective import l_class
 
     gen = torch.Generator().manual_seed(seed)
     x = _random_unit((draws, k, m), gen)
@@ -334,7 +334,7 @@ def appendix_e_equality_case(k: int = 4, m: int = 6, seed: int = 0) -> dict:
     to s)."""
     if k < 3:
         raise ValueError(f"k must be >= 3 for the equality case; got k={k!r}")
-    from clop.losses import l_class
+    from clop.losses.clop_objective import l_class
 
     gen = torch.Generator().manual_seed(seed)
     others = _random_unit((k - 1, m), gen)

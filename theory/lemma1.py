@@ -72,7 +72,7 @@ def random_views(n: int = 4, d: int = 3, seed: int = 0) -> tuple[torch.Tensor, t
 
 
 def _loss_flat(n: int, d: int, tau: float):
-    from clop.losses import info_nce
+    from clop.losses.contrastive import info_nce
 
     def f(flat: torch.Tensor) -> torch.Tensor:
         z = flat.reshape(2 * n, d)
@@ -154,7 +154,7 @@ def network_hessian(n: int = 3, d: int = 3, hidden: int = 8, tau: float = _TAU, 
     With the gradient w.r.t. z zero there, the parameter Hessian is J^T H_z J; negative eigenvalues mean a
     saddle in parameter space as well.
     """
-    from clop.losses import info_nce
+    from clop.losses.contrastive import info_nce
 
     g = _gen(seed)
     inputs = torch.randn(2 * n, 5, generator=g, dtype=torch.float64)
@@ -196,7 +196,7 @@ def p_star() -> dict[str, sp.Expr]:
 
 def p_star_numeric(n: int = 4, d: int = 3, tau: float = _TAU, seed: int = 0) -> dict[str, float]:
     """Softmax probability of the positive and the info_nce loss at the all-equal configuration (2N views)."""
-    from clop.losses import info_nce
+    from clop.losses.contrastive import info_nce
 
     z1, z2 = collapsed_views(n, d, seed)
     u = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)

@@ -30,7 +30,7 @@ import sympy as sp
 from scipy.optimize import brentq
 
 from clop.claims import Claim
-from clop.losses import ssem
+from clop.losses.ssem_loss import ssem
 from clop.util.checks import check_choice, check_positive, check_size, is_finite_real
 from theory.ssem_derivation import (
     Q_OF_TAU,

@@ -226,7 +226,7 @@ def critical_crossing(x: torch.Tensor, which: str = "all", lo: float = 1.0, hi: 
 
 def gradient_relation_autograd(k: int = 7, m: int = 9, seed: int = 0) -> float:
     """max |grad_{x_i} l_class(X) - 2 (k mu - x_i)| at a random unit X: (k, m), float64 autograd."""
-    from clop.losses import l_class
+    from clop.losses.clop_objective import l_class
 
     gen = torch.Generator(device="cpu").manual_seed(seed)
     x = uniform_sphere(1, k, m, gen, "cpu")[0].requires_grad_(True)

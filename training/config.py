@@ -50,7 +50,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clop.losses import REDUCTIONS, SIMILARITIES, SSEM_CONVENTIONS
+from clop.losses.clop_objective import REDUCTIONS, SIMILARITIES
+from clop.losses.ssem_loss import SSEM_CONVENTIONS
 from clop.util.checks import check_choice, check_nonnegative, check_positive, check_size, is_finite_real
 from clop.util.cli import HelpFormatter, check_device
 from clop.util.io import check_path_text

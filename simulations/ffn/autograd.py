@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from clop import losses as clop_losses
+from clop.losses.clop_objective import clop_term
+from clop.losses.contrastive import dcl, info_nce
+from clop.losses.redundancy import barlow_twins, vicreg
 from simulations.ffn.data import DIM, generator
 from simulations.ffn.grads import CLOP_LAMBDA, LOSS_PARAMS
 
@@ -37,8 +39,7 @@ def base_loss_fn(name: str):
     VICReg at clop.losses' defaults)."""
     if name not in LOSS_PARAMS:
         raise ValueError(f"loss must be one of {list(LOSS_PARAMS)}; got {name!r}")
-    fn = {"infonce": clop_losses.info_nce, "dcl": clop_losses.dcl, "barlowtwins": clop_losses.barlow_twins,
-          "vicreg": clop_losses.vicreg}[name]
+    fn = {"infonce": info_nce, "dcl": dcl, "barlowtwins": barlow_twins, "vicreg": vicreg}[name]
     params = LOSS_PARAMS[name]
     return lambda z1, z2: fn(z1, z2, **params)
 
@@ -57,7 +58,7 @@ def clop_term_all_seeds(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor
     offset = (torch.arange(s_, device=labels.device) * k)[:, None]
     shifted = torch.where(labels >= 0, labels + offset, torch.full_like(labels, -1)).reshape(-1)
     z = torch.cat([z1.reshape(s_ * b, d), z2.reshape(s_ * b, d)])
-    return clop_losses.clop_term(
+    return clop_term(
         z, torch.cat([shifted, shifted]), protos.reshape(s_ * k, d), similarity="cosine", lam=CLOP_LAMBDA, reduction="sum"
     )
 

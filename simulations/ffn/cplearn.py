@@ -28,7 +28,8 @@ import math
 import numpy as np
 import torch
 
-from clop.losses import cplearn, cplearn_temperature, supcon
+from clop.losses.contrastive import supcon
+from clop.losses.cplearn_loss import cplearn, cplearn_temperature
 from clop.util.checks import check_choice, check_positive, check_size
 from simulations.ffn.autograd import clop_term_all_seeds, ffn
 from simulations.ffn.data import NOISE_VAR, SyntheticData

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from clop.losses import l_class
+from clop.losses.clop_objective import l_class
 from clop.util.checks import check_size
 from clop.util.device import default_device
 from simulations.lclass.engine import (

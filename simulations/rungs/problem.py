@@ -30,7 +30,9 @@ from typing import Callable
 
 import torch
 
-from clop.losses import barlow_twins, clop_term, dcl, info_nce, l_class, supcon, vicreg
+from clop.losses.clop_objective import clop_term, l_class
+from clop.losses.contrastive import dcl, info_nce, supcon
+from clop.losses.redundancy import barlow_twins, vicreg
 from clop.prototypes import orthonormal
 
 __all__ = ["LOSSES", "DEFAULT_TAU", "Problem", "loss_function", "base_loss", "has_clop"]

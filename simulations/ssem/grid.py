@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clop.losses import SSEM_CONVENTIONS
+from clop.losses.ssem_loss import SSEM_CONVENTIONS
 from clop.util.checks import check_choice, check_positive, check_size
 from simulations.rungs.free import normalised_step, sphere_views
 from simulations.ssem.loss import batched_ssem

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from clop.losses import SSEM_CONVENTIONS
+from clop.losses.ssem_loss import SSEM_CONVENTIONS
 from clop.util.checks import check_choice
 
 __all__ = ["batched_ssem"]

@@ -32,7 +32,7 @@ import pandas as pd
 
 from clop import stats
 from clop.claims import Claim, write_claims
-from clop.losses import SSEM_CONVENTIONS
+from clop.losses.ssem_loss import SSEM_CONVENTIONS
 from theory.ssem import QUOTE_COLLAPSE, QUOTE_MODEL, WHERE, boundary, optimal_rho
 from theory.ssem import claims as ssem_theory_claims
 

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from clop.losses import CLOPLoss, CLOPObjective, CPLearnProjector, make_loss
+from clop.losses.clop_objective import CLOPLoss, CLOPObjective
+from clop.losses.cplearn_loss import CPLearnProjector
+from clop.losses.registry import make_loss
 from training.data.catalog import DATASET_INFO
 from training.engine.model import ContrastiveModel
 from training.engine.norms import hold_norms, scale_invariant_weights

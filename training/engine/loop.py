@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from clop.losses import CLOPObjective
+from clop.losses.clop_objective import CLOPObjective
 from clop.util.io import atomic_path, atomic_write_text, check_output_dir
 from clop.util.lock import FolderLock
 from clop.util.progress import progress_bar

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from clop.losses import CLOPObjective
+from clop.losses.clop_objective import CLOPObjective
 from training.engine import distributed
 
 __all__ = ["BatchOrder", "forward_loss"]
