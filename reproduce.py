@@ -37,7 +37,7 @@ STEPS = [
      + (["--device", dev] if dev else [])),
     # The study behind table5's default number of seeds: 400 seeds x 8 configurations x 2 regimes.
     ("table5-seeds", "simulations.table5_seeds", lambda out, dev: ["--out", out] + (["--device", dev] if dev else [])),
-    # Sec. 5 in miniature on 8x8 digits (566 runs in runs/practice; resumable).
+    # Sec. 5 in miniature on 8x8 digits (834 runs in runs/practice; resumable).
     ("practice", "training.practice.cli", lambda out, dev: ["--out", f"{out}/practice"] + (["--device", dev] if dev else [])),
 ]
 # The ladder's rung 3: the digits CNN with and without BatchNorm (168 runs in runs/ladder_rung3; resumable); it writes

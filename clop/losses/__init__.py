@@ -19,6 +19,11 @@ Shapes: ``z1, z2: (N, D)`` are the embeddings of the two augmented views of the 
 (row i of ``z1`` and row i of ``z2`` come from sample i); unnormalised embeddings are allowed.
 Every loss returns a 0-dim tensor. ``labels: (N,)`` integer class indices, ``-1`` = unlabeled.
 
+>>> import torch, clop.losses
+>>> z1, z2 = torch.randn(2, 8, 16, generator=torch.Generator().manual_seed(0))
+>>> clop.losses.make_loss("infonce")(z1, z2).shape
+torch.Size([])
+
 Everything public is imported from here (``clop.losses.info_nce``), one family per module:
 
 * :mod:`clop.losses.contrastive`: InfoNCE, DCL, SupCon (their shared 2N-view conventions are in its

@@ -97,7 +97,13 @@ NORM_FLOOR = 1e-6  # floor of ||z|| in unit_rows (module doc)
 
 
 def unit_rows(z: torch.Tensor) -> torch.Tensor:
-    """z / max(||z||_2, 1e-6) row-wise, z: (..., D); a zero row stays zero with a bounded gradient."""
+    """z / max(||z||_2, 1e-6) row-wise, z: (..., D); a zero row stays zero with a bounded gradient.
+
+    >>> unit_rows(torch.tensor([[3.0, 4.0], [3e-7, 4e-7], [0.0, 0.0]]))  # exact, below the floor, zero
+    tensor([[0.6000, 0.8000],
+            [0.3000, 0.4000],
+            [0.0000, 0.0000]])
+    """
     return z / torch.linalg.vector_norm(z, dim=-1, keepdim=True).clamp_min(NORM_FLOOR)
 
 

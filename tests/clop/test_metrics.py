@@ -302,7 +302,8 @@ COLLAPSED = {
     "all_equal": lambda: torch.randn(1, 8, generator=torch.Generator().manual_seed(8)).repeat(1000, 1),
     "all_equal_f64": lambda: torch.full((300, 5), 0.1, dtype=torch.float64),
     "roundoff_equal": _roundoff_equal_rows,
-    "rank_one": lambda: torch.randn(50, 1) @ torch.randn(1, 8),
+    "rank_one": lambda: torch.randn(50, 1, generator=torch.Generator().manual_seed(9))
+    @ torch.randn(1, 8, generator=torch.Generator().manual_seed(10)),
     "one_nonzero_row": lambda: torch.cat([torch.ones(1, 8), torch.zeros(49, 8)]),
     "tiny": lambda: torch.full((10, 3), 1e-310, dtype=torch.float64),
 }

@@ -112,13 +112,21 @@ def _gain(mean: float, se: float, n: int = 100) -> ps.PairedGain:
 
 def test_holds_needs_the_negligible_band_cleared_too():
     """[0.50, 1.01] pp at n = 100 clears 0 but not +1 pp by the margin: not decided (it used to hold, and a
-    shift of 0.08 SE made it inconclusive)."""
+    shift of 0.08 SE made it inconclusive). Shifted by up to +-0.99 margins it stays undecided until its upper
+    end clears +1 pp by the margin (the upper end moves from 1.01 to 1.01 + 1.98 SE, the margin is 2 SE of
+    0.13 pp); no shift in this range reaches a "fails" (that needs the upper end 2 SE below +1 pp)."""
     se = (1.01 - 0.50) / 2 / ps._t_quantile(99)
     g = _gain(0.755, se)
     assert g.low == pytest.approx(0.50) and g.high == pytest.approx(1.01)
     assert ps.direction_verdict(g, 1.0)[0] == "inconclusive"
-    for shift in np.linspace(-0.99, 0.99, 21) * ps.DECISION_MARGIN_SE * se:  # no decided verdict flips nearby
-        assert ps.direction_verdict(_gain(0.755 + shift, se), 1.0)[0] != "holds" or shift > 0
+    margin = ps.DECISION_MARGIN_SE * se
+    seen = []
+    for shift in np.linspace(-0.99, 0.99, 21) * margin:
+        shifted = _gain(0.755 + shift, se)
+        expected = "holds" if shifted.low > margin and shifted.high > 1.0 + margin else "inconclusive"
+        seen.append(ps.direction_verdict(shifted, 1.0)[0])
+        assert seen[-1] == expected, (shift / se, shifted.low, shifted.high)
+    assert seen == ["inconclusive"] * 20 + ["holds"]  # only the largest shift (+1.98 SE) is decided
     assert ps.direction_verdict(_gain(3.0, 0.3), 1.0)[0] == "holds"
     m = ps.margin_se(_gain(3.0, 0.3), ps.raises_judge(1.0))
     g = _gain(3.0, 0.3)

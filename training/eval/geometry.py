@@ -119,7 +119,7 @@ TABLE_KEYS = ("interval", *FIT_KEYS, "mu_norm_before", "mu_norm_after", "eta_cri
 
 ETA_GRID = tuple(sorted({0.0, *(-(10.0 ** (e / 10)) for e in range(-20, 11)), *(10.0 ** (e / 10) for e in range(-20, 21))}))
 """Per-step etas tried before the nonlinear fit of eta_step: 0 and +-10^(j/10) from 0.01 to 10 (negative) and
-to 100 (positive), 72 values, 26 % apart."""
+to 100 (positive), 73 values, 26 % apart."""
 ALIAS_CHI2 = 6.63
 """A second minimum of the n-step fit whose residual exceeds the best one's by less than this many residual
 variances (the 99 % point of chi^2 with 1 degree of freedom) makes eta_step undetermined (NaN)."""

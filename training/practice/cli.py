@@ -1,6 +1,6 @@
 """``python -m training.practice``: Section 5 of the CLOP paper in miniature, on real 8x8 digits and a CPU.
 
-    python -m training.practice [--jobs 2] [--seeds 0 1 2] [--verdict-seeds 12] [--epochs 25] [--only lr batch lambda]
+    python -m training.practice [--jobs 2] [--seeds 0 1 2] [--verdict-seeds 16] [--epochs 25] [--only lr batch lambda]
     python -m training.practice --report-only      # redraw the report from the finished runs (or its CSVs)
     python -m training.practice --seed-blocks 16   # the seed-block study: how many seeds the verdicts need
 
@@ -75,7 +75,7 @@ def build_parser(grid: Grid = STUDY) -> argparse.ArgumentParser:
                    f"(default: the CPU count, {os.cpu_count() or 1} here)")
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), metavar="S", help="seeds of every point")
     p.add_argument("--verdict-seeds", type=int, default=VERDICT_SEEDS, metavar="N", help="the points that carry a "
-                   "verdict also run seeds 0..N-1 (eight, two above the least clop.stats decides on; 0 adds none)")
+                   "verdict also run seeds 0..N-1 (sixteen, chosen by the seed-block study; 0 adds none)")
     p.add_argument("--seed-blocks", type=int, default=None, metavar="P", help="instead of the study: run seeds "
                    "0..P-1 at the points that carry a verdict and write seed_blocks.md/.csv (how often verdicts move "
                    f"between disjoint blocks of {list(BLOCK_SIZES)} seeds) to --out (default: off)")

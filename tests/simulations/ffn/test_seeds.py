@@ -96,13 +96,13 @@ def test_recommend_is_the_smallest_n_that_keeps_every_decided_verdict():
 
 def test_markdown_states_the_recommendation_and_the_undecided_claims():
     table = seeds.agreement(_pool(_gains()), "overlapping", [2, 3, 4, 6], n_boot=50)
+    assert seeds.recommend(table) is None  # this pool's blocks disagree somewhere at every n tried
     text = seeds.markdown(table, POOL, 50, 1.0)
-    best = seeds.recommend(table)
     assert text.startswith("# How many seeds Table 5 needs (simulations/table5_seeds.py)\n")
-    if best is None:
-        assert "**No block size tried keeps every decided verdict in place**" in text
-    else:
-        assert f"**Recommended: n = {best}**" in text
+    assert "**No block size tried keeps every decided verdict in place**" in text
+    assert "**Recommended" not in text
+    agreeing = table.assign(blocks_agree=table["blocks"], bootstrap_agree=1.0)  # every block keeps every verdict
+    assert f"**Recommended: n = {table['n'].min()}**" in seeds.markdown(agreeing, POOL, 50, 1.0)
     assert 'Left inconclusive by the pool itself' in text and 'overlapping VICReg "raises"' in text
     assert text.count("| overlapping |") == 4 * 2
 

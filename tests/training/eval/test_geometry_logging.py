@@ -19,6 +19,7 @@ import torch
 
 from clop.metrics import default_rtol
 from tests.helpers import Killed, dies_at
+from theory.theorem1 import critical_lr
 from training import linear_eval, pretrain
 from training.data.augment import eval_transform
 from training.data.catalog import DATASET_INFO
@@ -129,7 +130,8 @@ def _check_rows(g: pd.DataFrame, m: pd.DataFrame, steps: list[int]) -> None:
     assert g["interval"].tolist() == list(range(len(steps)))
     assert g["steps"].tolist() == np.diff([0, *steps]).tolist()
     assert g["epoch"].tolist() == [(s - 1) // STEPS + 1 for s in steps]
-    assert (g["eta_crit"] == 2.25).all()  # 2 (k - 1)/(k - 2), k = 10
+    k = DATASET_INFO["digits"].num_classes  # the runs here pre-train on digits
+    assert np.allclose(g["eta_crit"], float(critical_lr(k)), rtol=1e-15, atol=0)  # Theorem 1's exact rate
     assert g["mu_norm_before"].iloc[1:].tolist() == g["mu_norm_after"].iloc[:-1].tolist()  # one snapshot each
     assert np.isfinite(g[["lr", "sst", "mu_norm_before", "mu_norm_after"]].to_numpy(float)).all()
     at_ends = g.set_index("step")["lr"].reindex(m["step"]).dropna()
