@@ -44,8 +44,10 @@ REGIME_LINK = {"separable": "../table5.md", "overlapping": "table5_overlap/table
 
 # Seeds per configuration of the reported runs: the smallest number at which the seed study
 # (simulations/table5_seeds.py, paper_figures/table5_seed_study.md) found every verdict that its pool decides
-# unchanged across disjoint blocks and bootstrap samples of seeds (the study's numbers: docs/simulations.md).
-DEFAULT_SEEDS = 100
+# unchanged across disjoint blocks and bootstrap samples of seeds (the study's numbers: docs/simulations.md). It was
+# 100 on a pool trained by the autograd engine; the pool retrained by the native engine (the default) puts
+# overlapping InfoNCE's "raises" at 97.4 % of bootstrap samples at n = 100, under the study's 99 %, so 200.
+DEFAULT_SEEDS = 200
 
 
 def printed_gain(loss: str) -> float:
