@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 from clop.util.cli import check_int, parse_device, run_main
 from clop.util.io import check_path_text
 from training.data.augment import default_policy, pretrain_transform
-from training.data.catalog import DATASET_INFO
+from training.data.catalog import DATASET_INFO, DatasetCorruptError, DatasetNotFoundError
 from training.data.cifar import write_synthetic_cifar
 from training.data.datasets import load_dataset
 from training.data.loader import DEVICE_DATASETS, DeviceLoader
@@ -115,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.dataset == "synthetic" and root is None:
             root = tmp
             write_synthetic_cifar(Path(tmp) / "synthetic", train_per_class=-(-args.synthetic_images // 10))
-        views, order, workers, batched = build(args.dataset, root or "data", args.image_size, args.batch, args.steps,
-                                               device)
+        try:
+            views, order, workers, batched = build(args.dataset, root or "data", args.image_size, args.batch,
+                                                   args.steps, device)
+        except (DatasetNotFoundError, DatasetCorruptError) as exc:  # one line naming the files, no traceback
+            print(f"error: --data-root {root!r}: {exc}", file=sys.stderr)
+            return 2
         n_views = 2 * len(order)
         epoch_seconds(workers, views, order, 0, device)  # warm-up: first calls, allocations
         epoch_seconds(batched, views, order, 0, device)

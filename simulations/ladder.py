@@ -31,6 +31,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from clop.util.cli import HelpFormatter, parse_device
 from clop.util.device import torch_threads
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {f: (tuple(v) if isinstance(v, list) else v) for f in _FIELDS
                  if (v := getattr(args, f)) is not None}
     settings = default_settings(args.quick, seed=args.seed, **overrides)
+    if args.report_only and not (Path(args.out) / "parts.json").is_file():
+        parser.error(f"--report-only: {args.out!r} holds no ladder study (no parts.json); run without --report-only "
+                     "first")
     try:
         check_settings(settings)
         out = check_output_dir(args.out, "--out")

@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as `python simulations/ssem_grid.py`: make 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clop.losses.ssem_loss import SSEM_CONVENTIONS  # noqa: E402
-from clop.util.cli import check_int, run_main  # noqa: E402
+from clop.util.cli import check_int, check_unique, run_main  # noqa: E402
 from clop.util.device import torch_threads  # noqa: E402
 from clop.util.io import staged_outputs  # noqa: E402
 from simulations.cli import open_output  # noqa: E402
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace):
     base = QUICK if args.quick else FULL
+    check_unique(parser, "--conventions", args.conventions)  # a repeated convention would count its runs twice
     for flag, value, low in (("--steps", args.steps, 1), ("--trials", args.trials, 1), ("--threads", args.threads, 1)):
         if value is not None:
             check_int(parser, flag, value, low)

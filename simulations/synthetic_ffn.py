@@ -126,6 +126,12 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> torc
                          f"--chunk {chunk}", dtype="float32")
     if problem:
         parser.error(problem)
+    if args.directions == "random" and args.min_angle > 0:  # the lines are redrawn until far enough apart: try now
+        for seed in range(args.seed, args.seed + args.seeds):  # (~0.3 ms a seed; the memory check bounds --seeds)
+            try:
+                ffn_data.make_data(seed, directions="random", min_angle_deg=args.min_angle, magnitudes=args.magnitudes)
+            except ValueError as exc:
+                parser.error(f"--min-angle {args.min_angle:g}, seed {seed}: {exc}")
     return device
 
 

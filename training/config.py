@@ -282,14 +282,30 @@ def _fill_dataset_defaults(c: PretrainConfig) -> None:
         c.warmup_epochs = c.epochs / 10 if c.dataset == "digits" else 10.0
 
 
+SEED_LIMIT = 2**63
+"""Seeds must lie below this: torch's generators take a signed 64-bit seed."""
+LR_LIMIT = 3.4028234663852886e38
+"""Learning rates must lie below float32's largest value: the optimisers apply them to float32 tensors."""
+
+
+def _check_seed(seed: object) -> int:
+    seed = check_size("seed", seed, 0)
+    if seed >= SEED_LIMIT:
+        raise ValueError(f"seed must be an integer in [0, 2**63); got {seed}")
+    return seed
+
+
 def _check_optimisation(c: PretrainConfig) -> None:
     for name in ("base_lr", "trust_coefficient"):
         check_positive(name, getattr(c, name))
+    if not c.lr < LR_LIMIT:
+        raise ValueError(f"base_lr x batch_size / 256 = {c.lr:g} exceeds float32's largest value {LR_LIMIT:g}; "
+                         "pass a smaller --base-lr")
     for name in ("weight_decay", "momentum", "warmup_epochs"):
         check_nonnegative(name, getattr(c, name))
     if c.momentum >= 1:
         raise ValueError(f"momentum must be a real number in [0, 1); got {c.momentum!r}")
-    c.seed = check_size("seed", c.seed, 0)
+    c.seed = _check_seed(c.seed)
     if c.warmup_epochs > c.epochs:
         raise ValueError(f"warmup_epochs={c.warmup_epochs} exceeds epochs={c.epochs}; pass a smaller --warmup-epochs")
     if c.temperature is not None:
@@ -397,8 +413,10 @@ class ProbeConfig:
             if value is not None:
                 check_path_text(value, flag)
         check_size("epochs", c.epochs)
-        check_size("seed", c.seed, 0)
+        _check_seed(c.seed)
         check_positive("lr", c.lr)
+        if not c.lr < LR_LIMIT:
+            raise ValueError(f"lr must be below float32's largest value {LR_LIMIT:g}; got {c.lr:g}")
         if not (c.weight_decay >= 0 and math.isfinite(c.weight_decay)):
             raise ValueError(f"weight_decay must be a finite real number >= 0; got {c.weight_decay!r}")
         check_size("batch_size", c.batch_size)

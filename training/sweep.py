@@ -36,6 +36,7 @@ from training.sweeps.launch import (
     Launch,
     Runner,
     check_extra,
+    check_extra_against_points,
     pretrain_config,
     print_commands,
     run_command,
@@ -94,6 +95,7 @@ def main(argv: Sequence[str] | None = None, *, runner: Runner = run_command) -> 
             args.launcher, args.root, check_extra(extra), args.data_root, args.probe_epochs, args.nproc_per_node,
             args.nnodes, args.node_rank, args.rdzv_endpoint, args.rdzv_timeout,
         )
+        check_extra_against_points(extra, pts)
         for point in pts:  # training.pretrain's own checks, before anything runs
             pretrain_config(point, launch)
         if launch.launcher != "print":  # print only reads the run directories

@@ -81,7 +81,8 @@ def _panel_rung1(ax, out: Path) -> None:
     ax.set_xlabel("k (classes; n = 1 instance, SupCon n = 2)")
     ax.set_ylabel("critical step, raw lr of the loss")
     ax.set_title("rung 1: free instance embeddings, normalised step\n(arrows: no collapse up to the arrow's base)")
-    ax.legend(fontsize=6, ncol=2)
+    if ax.get_legend_handles_labels()[0]:  # a study run with --only may have no k sweep to show
+        ax.legend(fontsize=6, ncol=2)
 
 
 def _panel_rung2(ax, out: Path) -> None:
@@ -173,11 +174,15 @@ def figure_b(out: Path) -> Path:
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 4), squeeze=False)
     for ax, (r, e, ycol, title, extra) in zip(axes[0], panels):
         _phase(ax, r, e, ycol, title, extra)
+    if not panels:  # a study run with --only and neither r1_tau nor r1_batch
+        axes[0][0].text(0.5, 0.5, "no tau or B sweep in this study", ha="center", va="center")
+        axes[0][0].set_axis_off()
     handles = {}
     for ax in axes[0]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(8, len(handles)), fontsize=7)
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(8, len(handles)), fontsize=7)
     fig.suptitle("(b) phase diagrams, rung 1: end state of every run (colour; o trained, x failed to train) over "
                  "step x tau and step x B")
     fig.subplots_adjust(bottom=0.22)

@@ -25,7 +25,7 @@ import json
 import math
 
 from simulations.rungs.encoder import MODELS, OPTIMISERS
-from simulations.rungs.problem import LOSSES, Problem
+from simulations.rungs.problem import DEFAULT_TAU, LOSSES, Problem, base_loss
 
 __all__ = ["Settings", "default_settings", "check_settings", "settings_hash"]
 
@@ -99,6 +99,16 @@ def check_settings(s: Settings) -> None:
         bad = [v for v in values if v not in allowed]
         if bad:
             raise ValueError(f"--{name} got {bad}; expected values from {list(allowed)}")
+    for name in ("losses", "k_losses", "tau_losses", "batch_losses", "horizon_losses", "local_losses", "r2_losses",
+                 "r2_models", "r2_optimisers", "ks", "taus", "batches"):
+        values = list(getattr(s, name))
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:  # a repeated value would train and count the same setting twice
+            raise ValueError(f"--{name.replace('_', '-')} repeats {', '.join(repeated)}; give each value once")
+    untempered = [loss for loss in s.tau_losses if base_loss(loss) not in DEFAULT_TAU]
+    if untempered:
+        raise ValueError(f"--tau-losses got {untempered}, which have no temperature; expected losses from "
+                         f"{[loss for loss in LOSSES if base_loss(loss) in DEFAULT_TAU]}")
     _refuse("--k/--n/--d", lambda: [Problem.make(loss, s.k, s.n, s.d) for loss in s.losses])
     _refuse("--ks", lambda: [Problem.make(loss, k, 2 if loss == "supcon" else 1) for loss in s.k_losses
                              for k in s.ks])

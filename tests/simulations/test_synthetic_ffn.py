@@ -62,6 +62,7 @@ _TINY = ["--seeds", "2", "--epochs", "2", "--no-progress", "--losses", "dcl"]
     [
         (["--seeds", "0"], "--seeds"),
         (["--min-angle", "95"], "--min-angle"),
+        (["--min-angle", "89.9"], "--min-angle"),  # in range, but three random lines are never that far apart
         (["--lr", "inf"], "--lr"),
         (["--lr", "nan"], "--lr"),
         (["--lr", "-1"], "--lr"),

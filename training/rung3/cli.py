@@ -113,6 +113,8 @@ def main(argv: Sequence[str] | None = None, rung: NetworkRung = RUNG3) -> int:
         check_path_text(args.out, "--out")
         rows_path = None
         if args.ladder_rows:
+            if Path(args.ladder_rows).is_dir():
+                raise ValueError(f"--ladder-rows must name a CSV file; {args.ladder_rows!r} is a folder")
             rows_path = check_output_dir(Path(args.ladder_rows).parent, "--ladder-rows") / Path(args.ladder_rows).name
         if args.device is not None:
             check_device(args.device, "--device")
@@ -148,7 +150,10 @@ def _study(args: argparse.Namespace, rung: NetworkRung, pts, out: Path, rows_pat
     with torch_threads(1) if rung.cpu_study else contextlib.nullcontext():  # rung 4: every core embeds
         tab = collect(pts)
     if tab.empty:
-        print(f"error: no finished run under {args.runs}; run without --report-only first", file=sys.stderr)
+        for f in failures:
+            print(f"FAILED: {f}", file=sys.stderr)
+        hint = "run without --report-only first" if args.report_only else "every run failed (above)"
+        print(f"error: no finished run under {args.runs}; {hint}", file=sys.stderr)
         return 2
     claims = write_report(tab, out, seconds=None if args.report_only else time.perf_counter() - start,
                           epochs=args.epochs, rows_path=rows_path, rung=rung)

@@ -32,6 +32,7 @@ every function here takes one (default :data:`RUNG3`), and ``python -m training.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -165,9 +166,12 @@ def points(runs: str | Path | None = None, epochs: int | None = None, lrs: Seque
     epochs = rung.epochs if epochs is None else epochs
     lrs = _check_list("lrs", rung.lrs if lrs is None else lrs)
     context_lrs = list(rung.context_lrs if context_lrs is None else context_lrs)
+    if len(set(context_lrs)) < len(context_lrs):
+        raise ValueError(f"context_lrs must be distinct values; got {context_lrs!r}")
     for name, values in (("lrs", lrs), ("context_lrs", context_lrs)):
-        if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 for x in values):
-            raise ValueError(f"{name} must be numbers > 0; got {values!r}")
+        if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not (math.isfinite(x) and x > 0)
+               for x in values):
+            raise ValueError(f"{name} must be finite numbers > 0; got {values!r}")
     optimizers = _check_list("optimizers", optimizers, OPTIMIZERS)
     norms = _check_list("norms", tuple(rung.norms) if norms is None else norms, tuple(rung.norms))
     seeds = _check_list("seeds", seeds)

@@ -43,8 +43,8 @@ from training.engine.rundir import CHECKPOINT, CONFIG, PROBE_RESULT
 from training.sweeps.grid import Point
 from training.sweeps.state import STATES, status
 
-__all__ = ["LAUNCHERS", "FORBIDDEN_EXTRA", "Runner", "Launch", "commands", "check_extra", "pretrain_config",
-           "conflicts", "run_command", "Failure", "run_point", "run_points", "print_commands"]
+__all__ = ["LAUNCHERS", "FORBIDDEN_EXTRA", "Runner", "Launch", "commands", "check_extra", "check_extra_against_points",
+           "pretrain_config", "conflicts", "run_command", "Failure", "run_point", "run_points", "print_commands"]
 
 LAUNCHERS = ("local", "torchrun", "print")
 FORBIDDEN_EXTRA = {"out": "the sweep names the run directories", "seed": "use the sweep's --seeds",
@@ -180,6 +180,21 @@ def check_extra(extra: Sequence[str]) -> tuple[str, ...]:
         if dest in FORBIDDEN_EXTRA:
             raise ValueError(f"extra pretrain flags: --{dest.replace('_', '-')} may not follow '--' ({FORBIDDEN_EXTRA[dest]})")
     return extra
+
+
+def check_extra_against_points(extra: Sequence[str], pts: Sequence[Point]) -> None:
+    """ValueError when a flag after ``--`` sets what a point of the sweep sets itself (the swept value, or a
+    setting of the variant): it would override that value on every point, so the points would all train the
+    same run under different names."""
+    if not extra:
+        return
+    _, given, _ = parse_pretrain_args(list(extra), known=True, exit_on_error=False)
+    owned = set().union(*(parse_pretrain_args(list(p.args), known=True, exit_on_error=False)[1] for p in pts))
+    clash = sorted(given & owned, key=lambda d: _position(extra, d))
+    if clash:
+        flag = "--" + clash[0].replace("_", "-")
+        raise ValueError(f"extra pretrain flags: {flag} may not follow '--': the sweep's points set it themselves "
+                         "(the swept value or the variant's setting)")
 
 
 def _position(argv: Sequence[str], dest: str) -> int:

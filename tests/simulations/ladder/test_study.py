@@ -21,6 +21,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
     (["--d", "3"], "--d"), (["--steps", "0"], "--steps"), (["--resolution", "0"], "--resolution"),
     (["--r2-steps", "-1"], "--r2-steps"), (["--threads", "0"], "--threads"), (["--trials", "0"], "--trials"),
     (["--device", "tpu"], "--device"),
+    # a repeated value would train and count the same setting twice; a tau sweep needs a loss with a temperature
+    (["--losses", "lclass", "lclass"], "--losses"), (["--taus", "0.1", "0.1"], "--taus"), (["--ks", "3", "3"], "--ks"),
+    (["--batches", "4", "4"], "--batches"), (["--tau-losses", "infonce", "infonce"], "--tau-losses"),
+    (["--only", "r1_tau", "--tau-losses", "lclass", "--taus", "0.1"], "--tau-losses"),
+    (["--report-only"], "--report-only"),  # a folder without a ladder study in it
 ])
 def test_bad_settings_refused_with_one_line_before_compute(argv, flag, tmp_path, capsys):
     out = tmp_path / "out"
@@ -30,6 +35,15 @@ def test_bad_settings_refused_with_one_line_before_compute(argv, flag, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert flag in err
     assert not out.exists() or not any(out.glob("*.csv"))
+
+
+def test_a_study_of_one_part_draws_its_figures(tmp_path):
+    """--only r1_base has no tau or B sweep and no k sweep: the figures say so instead of failing."""
+    argv = ["--quick", "--no-progress", "--only", "r1_base", "--losses", "lclass", "--out", str(tmp_path)]
+    assert ladder.main(argv) == 0
+    assert ladder.main([*argv[:-2], "--report-only", "--out", str(tmp_path)]) == 0
+    for name in ("ladder_a_critical_vs_k.png", "ladder_b_phase.png", "ladder_c_ladder.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
 
 
 def test_memory_is_estimated_before_allocating(tmp_path, capsys):

@@ -125,7 +125,7 @@ def test_a_cell_on_the_wrong_side_fails_and_the_band_is_not_counted():
 
 
 def test_the_script_refuses_bad_flags(tmp_path):
-    for argv in (["--trials", "0"], ["--steps", "-3"], ["--conventions", "rows"]):
+    for argv in (["--trials", "0"], ["--steps", "-3"], ["--conventions", "rows"], ["--conventions", "pairs", "pairs"]):
         with pytest.raises(SystemExit) as exc:
             ssem_grid.main([*argv, "--out", str(tmp_path / "out")])
         assert exc.value.code == 2

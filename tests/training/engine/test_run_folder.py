@@ -210,6 +210,8 @@ def test_plots_and_practice_tidy_their_output_folders(tmp_path, capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--momentum", "1.5"], "momentum must be a real number in [0, 1); got 1.5"),
     (["--seed", "-1"], "seed must be an integer >= 0; got -1"),
+    (["--seed", str(2**63)], "seed must be an integer in [0, 2**63); got 9223372036854775808"),  # torch's limit
+    (["--base-lr", "1e300"], "exceeds float32's largest value"),  # would overflow in the optimiser's first step
     (["--prototypes", "etf", "--projection-dim", "8"], "--prototypes etf needs projection_dim >= 9"),
     (["--batch-size", "5000"], "batch_size=5000 exceeds the 1438 training images of digits"),
     (["--dataset", "cifar100", "--data-root", "missing", "--projection-dim", "128"],
@@ -222,6 +224,16 @@ def test_a_refused_start_creates_no_folder(tmp_path, monkeypatch, capsys, flags,
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "1e300"], "lr must be below float32's largest value"),
+    (["--seed", str(2**64)], "seed must be an integer in [0, 2**63)"),
+])
+def test_a_refused_probe_reads_no_run(tmp_path, capsys, flags, message):
+    assert linear_eval.main(["--run", str(tmp_path / "no-run"), *PROBE, *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
 
 
 def test_plots_and_practice_report_only_create_no_folder_when_refused(tmp_path, capsys):

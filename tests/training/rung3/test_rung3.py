@@ -175,8 +175,11 @@ def test_a_table_without_a_column_is_refused():
 @pytest.mark.parametrize("argv, needle", [
     (["--jobs", "0"], "--jobs must be an integer >= 1"),
     (["--seeds", "-1"], "seeds must be integers >= 0"),
-    (["--lrs", "0"], "lrs must be numbers > 0"),
-    (["--context-lrs", "-1"], "context_lrs must be numbers > 0"),
+    (["--lrs", "0"], "lrs must be finite numbers > 0"),
+    (["--lrs", "inf"], "lrs must be finite numbers > 0"),
+    (["--context-lrs", "-1"], "context_lrs must be finite numbers > 0"),
+    (["--context-lrs", "5", "5"], "context_lrs must be distinct"),  # would run and count the point twice
+    (["--ladder-rows", "."], "--ladder-rows must name a CSV file"),
     (["--epochs", "0"], "epochs must be an integer >= 1"),
     (["--norms", "ln"], "invalid choice: 'ln'"),
     (["--device", "tpu"], "--device"),

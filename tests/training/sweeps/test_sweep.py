@@ -137,6 +137,11 @@ def test_cli_rejects_bad_names_and_values_with_exit_2(capsys):
     assert "launcher" in capsys.readouterr().err
     assert sweep.main(["lr", "--launcher", "print", "--", "--epochs", "5"]) == 2  # pretrain's own check: warm-up 10 > 5
     assert "warmup_epochs" in capsys.readouterr().err
+    # a flag after -- may not set what the points set: every point would train the same run under its own name
+    for argv, flag in ((["lr", "--", "--base-lr", "5"], "--base-lr"), (["batch-size", "--", "--batch-size", "16"],
+                       "--batch-size"), (["lambda", "--", "--clop-lambda", "3"], "--clop-lambda")):
+        assert sweep.main([argv[0], "--launcher", "print", *argv[1:]]) == 2
+        assert f"{flag} may not follow '--'" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ commands
