@@ -62,7 +62,25 @@ def read_config(run: Path, flag: str = "--out") -> PretrainConfig:
         why = (f" (unknown settings {unknown})" if unknown else f" (it lacks {lacking})" if lacking
                else f" (dataset {saved['dataset']!r})" if isinstance(saved, dict) else "")
         raise ValueError(f"{flag} {str(run)!r}: {CONFIG} is not a training.pretrain config{why}")
+    for f in dataclasses.fields(PretrainConfig):
+        value = saved.get(f.name)
+        if f.name in saved and not _of_type(value, str(f.type)):
+            raise ValueError(f"{flag} {str(run)!r}: {CONFIG} has {f.name}={value!r}, which is not a {f.type}; is it a "
+                             "directory written by training.pretrain?")
     return PretrainConfig(**saved)
+
+
+_SCALARS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _of_type(value: object, annotation: str) -> bool:
+    """Whether a JSON value fits a setting's annotation (``int``, ``float | None``, ...; a bool is not a number)."""
+    kind, _, optional = annotation.partition(" | ")
+    if value is None:
+        return optional == "None"
+    if kind not in _SCALARS:
+        return True  # not a scalar setting: left to the config's own checks
+    return isinstance(value, _SCALARS[kind]) and (kind == "bool" or not isinstance(value, bool))
 
 
 def _check_ours(run: Path, found: list[str]) -> None:

@@ -16,6 +16,7 @@ Runs: digits, ``--arch small``, 2 epochs of one step (about 2 s each).
 from __future__ import annotations
 
 import os
+import json
 import shutil
 from pathlib import Path
 
@@ -123,6 +124,19 @@ def test_a_checkpoint_of_another_run_or_architecture_is_named(finished, tmp_path
     err = capsys.readouterr().err
     _one_line(err, f"error: checkpoint {run / 'checkpoint.pt'} does not fit the network of the run's settings (6 of "
                    "another shape (e.g. head.0.weight)")
+
+
+@pytest.mark.parametrize("key, value", [("epochs", "two"), ("base_lr", True), ("seed", 1.5), ("loss", 3)])
+def test_a_config_value_of_the_wrong_type_is_named(finished, tmp_path, capsys, key, value):
+    """A hand-edited config.json with a value of the wrong type: the probe and the resume name it, instead of
+    reading "two" epochs as a run not finished or as one finished long ago."""
+    run = _copy(finished, tmp_path / "run")
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, key: value}))
+    assert linear_eval.main(["--run", str(run), *PROBE]) == 2
+    _one_line(capsys.readouterr().err, f"error: --run {str(run)!r}: config.json has {key}={value!r}, which is not a")
+    assert _pretrain(run, "--resume") == 2
+    assert f"config.json has {key}={value!r}" in capsys.readouterr().err
 
 
 def test_labeled_indices_out_of_range_are_named(finished, tmp_path, capsys):
