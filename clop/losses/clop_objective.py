@@ -20,6 +20,8 @@ from clop.util.checks import check_nonnegative as _check_nonnegative
 from clop.util.checks import check_size as _check_size
 from clop.util.device import default_device
 
+__all__ = ["SIMILARITIES", "REDUCTIONS", "PROTOTYPE_KINDS", "clop_term", "l_class", "CLOPLoss", "CLOPObjective"]
+
 SIMILARITIES = ("cosine", "euclidean", "manhattan")
 REDUCTIONS = ("sum", "mean", "batch")
 PROTOTYPE_KINDS = ("orthonormal", "simplex_etf")

@@ -22,6 +22,10 @@ import functools
 
 import torch
 
+__all__ = [
+    "NORM_FLOOR", "check_embeddings", "check_pair", "check_labels", "unit_rows", "excluded_pairs", "two_view_logits",
+]
+
 # --------------------------------------------------------------------------------------------
 # Input validation (scikit-learn style: name the argument, the value received, what is accepted)
 # --------------------------------------------------------------------------------------------

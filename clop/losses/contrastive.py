@@ -22,6 +22,8 @@ from torch import nn
 from clop.losses.common import check_labels, check_pair, two_view_logits
 from clop.util.checks import check_positive as _check_positive
 
+__all__ = ["info_nce", "dcl", "supcon", "supcon_unchecked", "InfoNCELoss", "DCLLoss", "SupConLoss"]
+
 # --------------------------------------------------------------------------------------------
 # InfoNCE / NT-Xent (Chen et al. 2020, SimCLR)
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from clop.util.checks import check_size as _check_size
 from clop.util.checks import is_finite_real as _is_finite_real
 from clop.util.checks import is_integer as _is_integer
 
+__all__ = ["cplearn", "cplearn_temperature", "CPLearnLoss", "CPLearnProjector"]
+
 # --------------------------------------------------------------------------------------------
 # CPLearn (Sansone, Lebailly & Tuytelaars 2025)
 # --------------------------------------------------------------------------------------------

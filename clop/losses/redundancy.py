@@ -23,6 +23,8 @@ from clop.losses.common import check_pair
 from clop.util.checks import check_nonnegative as _check_nonnegative
 from clop.util.checks import check_positive as _check_positive
 
+__all__ = ["barlow_twins", "vicreg", "BarlowTwinsLoss", "VICRegLoss"]
+
 # --------------------------------------------------------------------------------------------
 # Barlow Twins (Zbontar et al. 2021)
 # --------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from clop.losses.cplearn_loss import CPLearnLoss
 from clop.losses.redundancy import BarlowTwinsLoss, VICRegLoss
 from clop.losses.ssem_loss import SSEMLoss
 
+__all__ = ["LOSSES", "make_loss"]
+
 LOSSES: dict[str, type[nn.Module]] = {
     "infonce": InfoNCELoss,
     "dcl": DCLLoss,

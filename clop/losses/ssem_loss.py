@@ -16,6 +16,8 @@ from clop.util.checks import check_choice as _check_choice
 from clop.util.checks import check_positive as _check_positive
 from clop.util.checks import is_finite_real as _is_finite_real
 
+__all__ = ["SSEM_CONVENTIONS", "ssem", "ssem_terms", "SSEMLoss"]
+
 # --------------------------------------------------------------------------------------------
 # SSEM: supervised + self-supervised contrastive loss (Lee, Oh, Lee & Sohn 2025)
 # --------------------------------------------------------------------------------------------
