@@ -30,11 +30,13 @@ import csv
 import dataclasses
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from clop.util.io import atomic_write_text
 
-__all__ = ["VERDICTS", "CLOP_ARXIV", "Claim", "FIELDS", "claims_csv", "write_claims", "read_claims", "paper_order"]
+__all__ = ["VERDICTS", "CLOP_ARXIV", "Claim", "FIELDS", "claims_csv", "write_claims", "read_claims", "check_claims_owner",
+           "paper_order"]
 
 VERDICTS = ("holds", "holds with correction", "conservative", "fails", "inconclusive", "not testable", "not checked")
 CLOP_ARXIV = "2403.18699"
@@ -109,6 +111,23 @@ def read_claims(path: str | Path) -> list[Claim]:
         except ValueError as exc:
             raise ValueError(f"{path}, line {n}: {exc}") from None
     return claims
+
+
+def check_claims_owner(folder: str | Path, owns: Callable[[str], bool], study: str, flag: str = "--out") -> None:
+    """ValueError when ``folder`` holds a ``claims.csv`` that another study wrote (no claim id there is one that
+    ``owns`` accepts) or one that is not a claims file: several studies name their claims file ``claims.csv``, and
+    a study pointed at another's folder would replace it. Called before compute; a folder without one passes."""
+    path = Path(folder) / "claims.csv"
+    if not path.is_file():
+        return
+    try:
+        ids = [c.id for c in read_claims(path)]
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{flag} {str(folder)!r} holds a claims.csv that {study} did not write ({exc}); "
+                         "give another folder") from None
+    if ids and not any(owns(i) for i in ids):
+        raise ValueError(f"{flag} {str(folder)!r} holds the claims.csv of another study (ids such as {ids[0]!r}); "
+                         f"{study} would replace it: give another folder")
 
 
 _PART = re.compile(r"\b(Sec(?:tion)?\.?|Appendix|App\.)\s*([A-Z]|\d+)(?:\.(\d+))?", re.IGNORECASE)

@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+from clop.claims import check_claims_owner
 from clop.util.cli import HelpFormatter, parse_device
 from clop.util.device import torch_threads
 from clop.util.io import check_output_dir
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_settings(settings)
         out = check_output_dir(args.out, "--out")
+        check_claims_owner(out, lambda i: i.startswith("LAD-") and not i.startswith(("LAD-R3-", "LAD-R4-")),
+                           "ladder.py")  # rungs 3 and 4 write their own claims.csv in folders of their own
     except ValueError as exc:
         parser.error(str(exc))
     need = estimate_bytes(settings)

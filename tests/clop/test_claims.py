@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clop.claims import FIELDS, VERDICTS, Claim, paper_order, read_claims, write_claims
+from clop.claims import FIELDS, VERDICTS, Claim, check_claims_owner, paper_order, read_claims, write_claims
 
 
 def _claim(id_="X-1", verdict="holds", **kw) -> Claim:
@@ -44,3 +44,18 @@ def test_paper_order_puts_sections_before_appendices():
     wheres = ["Appendix D", "Sec. 5, Figure 6", "Sec. 3.2", "Table 5", "Sec. 3.1, Theorem 1", "Appendix B"]
     assert sorted(wheres, key=paper_order) == ["Sec. 3.1, Theorem 1", "Sec. 3.2", "Sec. 5, Figure 6", "Appendix B",
                                                "Appendix D", "Table 5"]
+
+
+def test_a_folder_holding_another_studys_claims_is_refused(tmp_path):
+    """Several studies name their claims file claims.csv: pointed at another study's folder, a study refuses it
+    before compute instead of replacing it; its own folder, or one without a claims.csv, passes."""
+    owns = lambda i: i.startswith("SSEM-")  # noqa: E731
+    check_claims_owner(tmp_path, owns, "ssem_grid.py")  # no claims.csv
+    write_claims(tmp_path / "claims.csv", [_claim("SSEM-tau"), _claim("SSEM-spread")])
+    check_claims_owner(tmp_path, owns, "ssem_grid.py")  # its own
+    write_claims(tmp_path / "claims.csv", [_claim("CPL-cluster")])
+    with pytest.raises(ValueError, match=r"claims.csv of another study \(ids such as 'CPL-cluster'\)"):
+        check_claims_owner(tmp_path, owns, "ssem_grid.py")
+    (tmp_path / "claims.csv").write_text("not,a,claims,file\n")
+    with pytest.raises(ValueError, match="holds a claims.csv that ssem_grid.py did not write"):
+        check_claims_owner(tmp_path, owns, "ssem_grid.py")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from clop.claims import check_claims_owner
 from clop.util.cli import HelpFormatter, check_device, run_main
 from clop.util.device import torch_threads
 from clop.util.io import check_output_dir, check_path_text, output_folder
@@ -127,6 +128,7 @@ def main(argv: Sequence[str] | None = None, rung: NetworkRung = RUNG3) -> int:
     stack = contextlib.ExitStack()  # --out checked, created and locked; removed again if nothing is written
     try:
         out = stack.enter_context(output_folder(args.out, "--out", program=rung.command, outputs=report_files(rung)))
+        check_claims_owner(out, lambda i: i.startswith(f"LAD-R{rung.number}-"), rung.command)
     except (ValueError, FolderLockedError) as exc:
         stack.close()
         parser.error(str(exc))

@@ -132,6 +132,13 @@ def test_the_script_refuses_bad_flags(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit):
         ssem_grid.main(["--report-only", "--out", str(tmp_path)])
+    other = tmp_path / "cplearn"  # another study's folder: its claims.csv is not replaced
+    other.mkdir()
+    (other / "claims.csv").write_bytes((REPO / "paper_figures/cplearn/claims.csv").read_bytes())
+    with pytest.raises(SystemExit) as exc:
+        ssem_grid.main(["--quick", "--out", str(other)])
+    assert exc.value.code == 2
+    assert (other / "claims.csv").read_bytes() == (REPO / "paper_figures/cplearn/claims.csv").read_bytes()
 
 
 @pytest.mark.slow
