@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from clop.claims import check_claims_owner
 from clop.util.cli import check_int, parse_device
 from clop.util.device import torch_threads
 from clop.util.io import output_folder
@@ -49,11 +50,16 @@ def check_memory(parser: argparse.ArgumentParser, args: argparse.Namespace, dev:
 
 
 def open_output(parser: argparse.ArgumentParser, stack: ExitStack, out: str, outputs: Sequence[str] = (),
-                flag: str = "--out") -> Path:
+                flag: str = "--out", owns: Callable[[str], bool] | None = None) -> Path:
     """Enter :func:`clop.util.io.output_folder` for ``out`` on ``stack`` (checked, created, locked, stale
-    temporaries of ``outputs`` removed; removed again at exit if nothing was written), or ``parser.error``."""
+    temporaries of ``outputs`` removed; removed again at exit if nothing was written), or ``parser.error``.
+    With ``owns`` (which claim ids are the script's), a ``claims.csv`` there of another study is refused too
+    (:func:`clop.claims.check_claims_owner`)."""
     try:
-        return stack.enter_context(output_folder(out, flag, program=parser.prog, outputs=outputs))
+        folder = stack.enter_context(output_folder(out, flag, program=parser.prog, outputs=outputs))
+        if owns is not None:
+            check_claims_owner(folder, owns, parser.prog, flag)
+        return folder
     except (ValueError, FolderLockedError) as exc:
         parser.error(str(exc))
 

@@ -26,7 +26,6 @@ import pandas as pd
 if __package__ in (None, ""):  # run as `python simulations/cplearn_synthetic.py`: make the packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clop.claims import check_claims_owner  # noqa: E402
 from clop.util.alloc import retain_freed_memory  # noqa: E402
 from clop.util.cli import check_int, check_unique, run_main  # noqa: E402
 from clop.util.device import torch_threads  # noqa: E402
@@ -96,11 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded = _read(parser, args.out) if args.report_only else None
     retain_freed_memory()
     with ExitStack() as stack:
-        out = open_output(parser, stack, args.out, OUTPUTS)
-        try:  # another study's claims.csv there would be replaced
-            check_claims_owner(out, lambda i: i.startswith("CPL-"), "cplearn_synthetic.py")
-        except ValueError as exc:
-            parser.error(str(exc))
+        out = open_output(parser, stack, args.out, OUTPUTS, owns=lambda i: i.startswith("CPL-"))
         start = time.perf_counter()
         if loaded is None:
             seeds = list(range(args.seed, args.seed + seeds_n))

@@ -25,7 +25,6 @@ import pandas as pd
 if __package__ in (None, ""):  # run as `python simulations/ssem_grid.py`: make the packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clop.claims import check_claims_owner  # noqa: E402
 from clop.losses.ssem_loss import SSEM_CONVENTIONS  # noqa: E402
 from clop.util.cli import check_int, check_unique, run_main  # noqa: E402
 from clop.util.device import torch_threads  # noqa: E402
@@ -86,11 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = _settings(parser, args)
     runs = _read_runs(parser, args.out) if args.report_only else None
     with ExitStack() as stack:
-        out = open_output(parser, stack, args.out, OUTPUTS)
-        try:  # another study's claims.csv there would be replaced
-            check_claims_owner(out, lambda i: i.startswith("SSEM-"), "ssem_grid.py")
-        except ValueError as exc:
-            parser.error(str(exc))
+        out = open_output(parser, stack, args.out, OUTPUTS, owns=lambda i: i.startswith("SSEM-"))
         start = time.perf_counter()
         if runs is None:
             with torch_threads(args.threads):

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 
 import torch
 
-__all__ = ["check_positive", "check_nonnegative", "check_size", "check_choice", "check_dtype"]
+__all__ = ["check_positive", "check_nonnegative", "check_size", "check_choice", "check_distinct", "check_dtype"]
 
 
 def is_finite_real(value: object) -> bool:
@@ -52,6 +53,17 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value.lower() not in choices:
         raise ValueError(f"{name}={value!r} is not supported; expected one of {list(choices)}")
     return value.lower()
+
+
+def check_distinct(name: str, values: Iterable) -> None:
+    """ValueError when ``values`` repeats an item (a repeated seed or loss would be run and counted twice)."""
+    seen, repeated = set(), []
+    for v in values:
+        if v in seen and v not in repeated:
+            repeated.append(v)
+        seen.add(v)
+    if repeated:
+        raise ValueError(f"{name} repeats {', '.join(map(str, repeated))}; give each value once")
 
 
 def check_dtype(dtype: object, name: str = "dtype") -> torch.dtype:

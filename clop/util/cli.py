@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from clop.util.checks import check_distinct
 from clop.util.device import default_device
 from clop.util.io import WriteFailedError
 
@@ -80,14 +81,11 @@ def check_positive_float(parser: argparse.ArgumentParser, flag: str, value: floa
 
 
 def check_unique(parser: argparse.ArgumentParser, flag: str, values: Sequence) -> None:
-    """``parser.error`` when ``values`` repeats an item (a repeated seed or loss would count twice)."""
-    seen, repeated = set(), []
-    for v in values:
-        if v in seen and v not in repeated:
-            repeated.append(v)
-        seen.add(v)
-    if repeated:
-        parser.error(f"{flag} repeats {', '.join(map(str, repeated))}; give each value once")
+    """``parser.error`` when ``values`` repeats an item (:func:`clop.util.checks.check_distinct`)."""
+    try:
+        check_distinct(flag, values)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None, *,

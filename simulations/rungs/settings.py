@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 
+from clop.util.checks import check_distinct
 from simulations.rungs.encoder import MODELS, OPTIMISERS
 from simulations.rungs.problem import DEFAULT_TAU, LOSSES, Problem, base_loss
 
@@ -100,11 +101,8 @@ def check_settings(s: Settings) -> None:
         if bad:
             raise ValueError(f"--{name} got {bad}; expected values from {list(allowed)}")
     for name in ("losses", "k_losses", "tau_losses", "batch_losses", "horizon_losses", "local_losses", "r2_losses",
-                 "r2_models", "r2_optimisers", "ks", "taus", "batches"):
-        values = list(getattr(s, name))
-        repeated = sorted({str(v) for v in values if values.count(v) > 1})
-        if repeated:  # a repeated value would train and count the same setting twice
-            raise ValueError(f"--{name.replace('_', '-')} repeats {', '.join(repeated)}; give each value once")
+                 "r2_models", "r2_optimisers", "ks", "taus", "batches"):  # a repeat would train a setting twice
+        check_distinct(f"--{name.replace('_', '-')}", getattr(s, name))
     untempered = [loss for loss in s.tau_losses if base_loss(loss) not in DEFAULT_TAU]
     if untempered:
         raise ValueError(f"--tau-losses got {untempered}, which have no temperature; expected losses from "
